@@ -1,0 +1,91 @@
+"""Errors are types: each carries the one line a person (or a status condition) needs.
+
+`reason` is a CamelCase word for machines (status conditions, exit paths); the message is the
+human sentence. Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class LifeboatError(Exception):
+    """Base of every error the worker reports without a traceback."""
+
+    reason = "Failed"
+    exit_code = 1
+
+
+class UsageError(LifeboatError):
+    """The command line or a URL is wrong; the message names the argument and the fix."""
+
+    reason = "InvalidArgument"
+    exit_code = 2
+
+
+class DatabaseError(LifeboatError):
+    reason = "DatabaseError"
+    exit_code = 3
+
+
+class DatabaseUnreachable(DatabaseError):
+    reason = "DatabaseUnreachable"
+
+
+class AuthenticationFailed(DatabaseError):
+    reason = "AuthenticationFailed"
+
+
+class DumpFailed(DatabaseError):
+    reason = "DumpFailed"
+
+
+class StorageError(LifeboatError):
+    reason = "StorageError"
+    exit_code = 4
+
+
+class BucketNotFound(StorageError):
+    reason = "BucketNotFound"
+
+
+class AccessDenied(StorageError):
+    reason = "AccessDenied"
+
+
+class StorageUnreachable(StorageError):
+    reason = "StorageUnreachable"
+
+
+class DiskFull(StorageError):
+    reason = "DiskFull"
+
+
+class BackupNotFound(StorageError):
+    """No complete backup (artifact plus manifest) at the given location."""
+
+    reason = "BackupNotFound"
+
+
+class RestoreError(LifeboatError):
+    reason = "RestoreFailed"
+    exit_code = 5
+
+
+class ManifestInvalid(RestoreError):
+    reason = "ManifestInvalid"
+
+
+class ChecksumMismatch(RestoreError):
+    """The artifact's size or SHA-256 differs from the manifest: it is corrupt or was replaced."""
+
+    reason = "ChecksumMismatch"
+
+
+class VerificationFailed(RestoreError):
+    """The restored data does not match the manifest (row counts); the target was rolled back."""
+
+    reason = "VerificationFailed"
+
+
+class Interrupted(LifeboatError):
+    reason = "Interrupted"
+    exit_code = 130

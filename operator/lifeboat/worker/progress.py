@@ -1,0 +1,233 @@
+"""Measured progress: counters fed by the real streams, and reporters that show them.
+
+Nothing here invents progress. `Progress` only moves when the pipeline or an engine tells it that
+bytes flowed or that the dump/restore tool finished an item (a table). Percent is derived from those
+quantities, never goes backwards, and reaches 100 only in `finish()`.
+
+Counters are updated from several threads (the pipeline's read loop, an engine's stderr reader),
+so every mutation holds a lock. Reporters are called at most every `interval` seconds, plus once
+for every stage change and a final time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import IO, Protocol
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    """One reading of the counters, as reporters and the status subresource see it."""
+
+    operation: str
+    stage: str
+    percent: float
+    bytes_done: int
+    bytes_total: int | None
+    items_done: int
+    items_total: int | None
+    current_item: str | None
+    rate_bytes_per_second: float | None
+    eta_seconds: float | None
+    elapsed_seconds: float
+    done: bool
+    updated_at: str
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Reporter(Protocol):
+    """Receives snapshots; implementations: terminal bar, JSON lines, CR status patch."""
+
+    def report(self, snapshot: ProgressSnapshot) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Progress:
+    """Thread-safe counters for one operation (a backup or a restore)."""
+
+    # Percent is capped below 100 until finish(): estimates of the total can be low.
+    _CAP_BEFORE_DONE = 99.0
+
+    def __init__(
+        self,
+        operation: str,
+        reporters: Sequence[Reporter] = (),
+        *,
+        interval: float = 0.5,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.operation = operation
+        self._reporters = list(reporters)
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = clock()
+        self._last_report = float("-inf")
+        self._stage = "starting"
+        self._bytes_done = 0
+        self._bytes_total: int | None = None
+        self._items_done = 0
+        self._items_total: int | None = None
+        self._items_seen: set[str] = set()
+        self._current_item: str | None = None
+        self._percent = 0.0
+        self._done = False
+        # Rate over a sliding window of (time, bytes) samples, so a stall shows as a falling rate.
+        self._samples: list[tuple[float, int]] = [(self._started, 0)]
+
+    # -- feeding -----------------------------------------------------------------------------
+
+    def set_stage(self, stage: str) -> None:
+        with self._lock:
+            changed = stage != self._stage
+            self._stage = stage
+        if changed:
+            self._emit(force=True)
+
+    def set_totals(self, *, bytes_total: int | None = None, items_total: int | None = None) -> None:
+        """Declare what 100% means. Totals may be estimates (bytes of a dump) or exact (artifact)."""
+        with self._lock:
+            if bytes_total is not None:
+                self._bytes_total = max(bytes_total, 0)
+            if items_total is not None:
+                self._items_total = max(items_total, 0)
+
+    def reset_bytes(self) -> None:
+        """Start counting bytes again for a new stage (for example: verify, then load)."""
+        with self._lock:
+            self._bytes_done = 0
+            self._samples = [(self._clock(), 0)]
+
+    def add_bytes(self, n: int) -> None:
+        if n <= 0:
+            return
+        with self._lock:
+            self._bytes_done += n
+        self._emit()
+
+    def start_item(self, name: str) -> None:
+        with self._lock:
+            self._current_item = name
+        self._emit()
+
+    def item_done(self, name: str) -> None:
+        """An item (table) was finished by the tool; repeated names count once."""
+        with self._lock:
+            if name not in self._items_seen:
+                self._items_seen.add(name)
+                self._items_done += 1
+            self._current_item = name
+        self._emit()
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
+            self._percent = 100.0
+            if self._bytes_total is None or self._bytes_total < self._bytes_done:
+                self._bytes_total = self._bytes_done
+            if self._items_total is not None and self._items_done < self._items_total:
+                self._items_total = max(self._items_done, self._items_total)
+            self._stage = "done"
+            self._current_item = None
+        self._emit(force=True)
+
+    def close(self) -> None:
+        for reporter in self._reporters:
+            reporter.close()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def snapshot(self) -> ProgressSnapshot:
+        with self._lock:
+            return self._snapshot_locked()
+
+    def _snapshot_locked(self) -> ProgressSnapshot:
+        now = self._clock()
+        self._samples.append((now, self._bytes_done))
+        window_start = now - 10.0
+        while len(self._samples) > 2 and self._samples[1][0] <= window_start:
+            self._samples.pop(0)
+        t0, b0 = self._samples[0]
+        rate = (self._bytes_done - b0) / (now - t0) if now - t0 > 0.05 else None
+        if not self._done:
+            self._percent = max(self._percent, self._estimate_percent_locked())
+        eta: float | None = None
+        if self._done:
+            eta = 0.0
+        elif rate and rate > 0 and self._bytes_total:
+            eta = max(self._bytes_total - self._bytes_done, 0) / rate
+        return ProgressSnapshot(
+            operation=self.operation,
+            stage=self._stage,
+            percent=round(self._percent, 1),
+            bytes_done=self._bytes_done,
+            bytes_total=self._bytes_total,
+            items_done=self._items_done,
+            items_total=self._items_total,
+            current_item=self._current_item,
+            rate_bytes_per_second=round(rate, 1) if rate is not None else None,
+            eta_seconds=round(eta, 1) if eta is not None else None,
+            elapsed_seconds=round(now - self._started, 3),
+            done=self._done,
+            updated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+
+    def _estimate_percent_locked(self) -> float:
+        fractions: list[float] = []
+        if self._bytes_total:
+            fractions.append(self._bytes_done / self._bytes_total)
+        if self._items_total:
+            fractions.append(self._items_done / self._items_total)
+        if not fractions:
+            return 0.0
+        # Bytes are the finer measure; items keep us honest when the byte total is an estimate.
+        return min(max(fractions) * 100.0, self._CAP_BEFORE_DONE)
+
+    def _emit(self, *, force: bool = False) -> None:
+        now = self._clock()
+        with self._lock:
+            if not force and now - self._last_report < self._interval:
+                return
+            self._last_report = now
+            snap = self._snapshot_locked()
+        for reporter in self._reporters:
+            reporter.report(snap)
+
+
+class JsonLinesReporter:
+    """One JSON object per line on a stream (stderr by default): progress for machines."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+
+    def report(self, snapshot: ProgressSnapshot) -> None:
+        line = json.dumps({"progress": snapshot.to_json()}, separators=(",", ":"))
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+class CallbackReporter:
+    """Hands snapshots to a function (tests, the Kubernetes status writer)."""
+
+    def __init__(self, callback: Callable[[ProgressSnapshot], None]) -> None:
+        self._callback = callback
+
+    def report(self, snapshot: ProgressSnapshot) -> None:
+        self._callback(snapshot)
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,54 @@
+"""What every storage backend offers: atomic streaming writes, streaming reads, small objects.
+
+A backend is bound to one backup location (a prefix or directory); keys are relative names
+inside it ("manifest.json", "dump.pgc.zst"). Writes are all-or-nothing: until `commit` nothing is
+visible under the key, and an abandoned write leaves nothing behind (no temp file, no multipart
+upload).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from lifeboat.worker.streams import Readable
+
+
+class ObjectWriter(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class Storage(Protocol):
+    def uri(self, key: str = "") -> str:
+        """The location of `key` for people and the manifest (s3://..., file://...)."""
+        ...
+
+    def check(self) -> None:
+        """Fail early with BucketNotFound/AccessDenied/StorageUnreachable."""
+        ...
+
+    def open_writer(
+        self, key: str, size_hint: int | None = None
+    ) -> AbstractContextManager[ObjectWriter]:
+        """Stream an object. Leaving the block normally publishes it; an exception aborts it."""
+        ...
+
+    def open_reader(self, key: str) -> AbstractContextManager[Readable]:
+        """Stream an object; raises BackupNotFound if it does not exist."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write a small object atomically."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read a small object; raises BackupNotFound if it does not exist."""
+        ...
+
+    def size(self, key: str) -> int | None:
+        """Bytes of the object, or None when it does not exist."""
+        ...
+
+    def delete(self, keys: list[str]) -> None:
+        """Delete objects; missing ones are not an error."""
+        ...

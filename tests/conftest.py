@@ -1,0 +1,7 @@
+"""Shared fixtures. Real servers live in tests/support/, one module each."""
+
+pytest_plugins = [
+    "tests.support.s3",
+    "tests.support.postgres",
+    "tests.support.mariadb",
+]
