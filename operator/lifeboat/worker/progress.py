@@ -96,7 +96,7 @@ class Progress:
             self._emit(force=True)
 
     def set_totals(self, *, bytes_total: int | None = None, items_total: int | None = None) -> None:
-        """Declare what 100% means. Totals may be estimates (bytes of a dump) or exact (artifact)."""
+        """Declare what 100% means: an estimate (bytes of a dump) or exact (an artifact)."""
         with self._lock:
             if bytes_total is not None:
                 self._bytes_total = max(bytes_total, 0)
