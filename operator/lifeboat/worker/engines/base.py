@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
+from lifeboat.worker.database_url import DatabaseURL
 from lifeboat.worker.manifest import Manifest
 from lifeboat.worker.progress import Progress
 from lifeboat.worker.streams import Readable
@@ -65,6 +66,9 @@ class Engine(Protocol):
     name: ClassVar[str]
     dump_format: ClassVar[str]
     """Written to the manifest; a restore refuses artifacts of another format."""
+
+    url: DatabaseURL
+    """The database this engine was constructed for."""
 
     def inspect(self) -> ServerInfo:
         """Connect and read version, tables and sizes. Raises DatabaseUnreachable,

@@ -1,0 +1,81 @@
+"""The `lifeboat` command line: the worker's commands, the demo, CRD generation, the operator.
+
+Every failure the program understands ends as one line on stderr naming the cause, and an exit
+code per kind of failure (see `errors.py`); `--debug` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+
+from lifeboat import __version__
+from lifeboat.worker.errors import Interrupted, LifeboatError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lifeboat.cli import crds, demo, worker
+
+    parser = argparse.ArgumentParser(
+        prog="lifeboat",
+        description="Back up and restore databases: verified, atomic, with measured progress.",
+    )
+    parser.add_argument("--version", action="version", version=f"lifeboat {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    worker.register(commands)
+    demo.register(commands)
+    crds.register(commands)
+    return parser
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM (Job deletion, pod eviction) unwinds like Ctrl-C: uploads abort, tools are killed."""
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(f"stopped by signal {signal.Signals(signum).name}; nothing was published")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    debug = bool(args.debug or os.environ.get("LIFEBOAT_DEBUG"))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        with _signals_interrupt():
+            return handler(args)
+    except KeyboardInterrupt:
+        return _fail(Interrupted("interrupted; nothing was published"), debug)
+    except LifeboatError as exc:
+        return _fail(exc, debug)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        unexpected = LifeboatError(f"{type(exc).__name__}: {exc} (rerun with --debug for details)")
+        unexpected.reason = "Unexpected"
+        return _fail(unexpected, debug)
+
+
+def _fail(exc: LifeboatError, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"lifeboat: error: {exc.reason}: {exc}", file=sys.stderr)
+    return exc.exit_code

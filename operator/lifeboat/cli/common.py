@@ -1,0 +1,72 @@
+"""Options shared by the worker commands: progress output and timeouts."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from lifeboat.worker.errors import LifeboatError
+from lifeboat.worker.progress import JsonLinesReporter, Progress, Reporter
+from lifeboat.worker.terminal import TerminalReporter
+
+
+def add_progress_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        choices=["auto", "bar", "json", "none"],
+        default="auto",
+        help="auto: a live bar on a terminal, plain lines otherwise; json: JSON lines on stderr",
+    )
+    parser.add_argument(
+        "--json-progress",
+        dest="progress",
+        action="store_const",
+        const="json",
+        help="same as --progress json",
+    )
+    parser.add_argument(
+        "--output", choices=["text", "json"], default="text", help="format of the final summary"
+    )
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+
+
+def make_progress(
+    args: argparse.Namespace, operation: str, title: str, extra: list[Reporter] | None = None
+) -> Progress:
+    reporters: list[Reporter] = list(extra or [])
+    interval = 0.5
+    if args.progress == "json":
+        reporters.append(JsonLinesReporter(sys.stderr))
+    elif args.progress in ("auto", "bar"):
+        reporters.append(TerminalReporter(title=title))
+        if not sys.stderr.isatty():
+            interval = 5.0  # plain lines in logs: a few, not a flood
+    return Progress(operation, reporters, interval=interval)
+
+
+class DeadlineExceeded(LifeboatError):
+    reason = "DeadlineExceeded"
+    exit_code = 124
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise DeadlineExceeded in the main thread after `seconds` (cleanup runs as for errors)."""
+    if not seconds:
+        yield
+        return
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        raise DeadlineExceeded(f"--timeout: still running after {seconds:g} s; stopped")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,0 +1,151 @@
+"""`lifeboat backup`, `lifeboat restore` and `lifeboat show`: the worker's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from lifeboat.cli.common import add_progress_options, deadline, make_progress
+from lifeboat.worker.compression import Compression
+from lifeboat.worker.database_url import parse_database_url
+from lifeboat.worker.engines import open_engine
+from lifeboat.worker.engines.base import RestoreOptions
+from lifeboat.worker.pipeline import BackupOptions, load_manifest, run_backup, run_restore
+from lifeboat.worker.storage import open_storage
+from lifeboat.worker.terminal import human_bytes
+
+
+def register(commands: Any) -> None:
+    backup = commands.add_parser(
+        "backup",
+        help="dump a database into a backup location",
+        description="Stream DATABASE_URL's dump, compressed and checksummed, to BACKUP_URL. "
+        "Exits 0 only when the artifact and its manifest are stored and checked. "
+        "The password comes from LIFEBOAT_DB_PASSWORD (or LIFEBOAT_DB_PASSWORD_FILE, "
+        "PGPASSWORD, MYSQL_PWD), never from the command line.",
+    )
+    backup.add_argument("database_url", metavar="DATABASE_URL")
+    backup.add_argument("backup_url", metavar="BACKUP_URL", help="s3://bucket/prefix/ or a dir")
+    backup.add_argument(
+        "--compression",
+        default="zstd",
+        type=Compression.parse,
+        help="zstd (default), gzip or none",
+    )
+    backup.add_argument("--level", type=int, help="compression level (zstd 1-22, gzip 1-9)")
+    backup.add_argument(
+        "--overwrite", action="store_true", help="replace a backup already at BACKUP_URL"
+    )
+    add_progress_options(backup)
+    backup.set_defaults(handler=_backup)
+
+    restore = commands.add_parser(
+        "restore",
+        help="restore a backup into a database, verified and atomic",
+        description="Check the artifact's SHA-256 against its manifest, load it into "
+        "DATABASE_URL atomically, prove row counts, or leave the database as it was.",
+    )
+    restore.add_argument("backup_url", metavar="BACKUP_URL")
+    restore.add_argument("database_url", metavar="DATABASE_URL")
+    restore.add_argument(
+        "--keep-extra-objects",
+        action="store_true",
+        help="keep tables/views/functions that are not in the backup (default: drop them)",
+    )
+    restore.add_argument(
+        "--no-verify-first",
+        dest="verify_first",
+        action="store_false",
+        help="skip the separate checksum pass (the checksum is still checked before commit)",
+    )
+    add_progress_options(restore)
+    restore.set_defaults(handler=_restore)
+
+    show = commands.add_parser("show", help="print the manifest of a backup")
+    show.add_argument("backup_url", metavar="BACKUP_URL")
+    show.set_defaults(handler=_show)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    database = parse_database_url(args.database_url)
+    storage = open_storage(args.backup_url)
+    engine = open_engine(database)
+    progress = make_progress(args, "backup", f"backup {database.redacted()}")
+    options = BackupOptions(
+        compression=args.compression, level=args.level, overwrite=args.overwrite
+    )
+    try:
+        with deadline(args.timeout):
+            manifest = run_backup(engine, storage, progress, options)
+    finally:
+        progress.close()
+    rows = sum(t.rows for t in manifest.tables)
+    summary = {
+        "result": "backup complete",
+        "artifact": storage.uri(manifest.artifact.key),
+        "size": manifest.artifact.size,
+        "sha256": manifest.artifact.sha256,
+        "tables": len(manifest.tables),
+        "rows": rows,
+    }
+    _print_summary(
+        args,
+        summary,
+        human=(
+            f"backup complete: {summary['artifact']} ({human_bytes(manifest.artifact.size)}, "
+            f"{len(manifest.tables)} tables, {rows} rows, sha256 {manifest.artifact.sha256[:12]}…)"
+        ),
+    )
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    database = parse_database_url(args.database_url)
+    storage = open_storage(args.backup_url)
+    engine = open_engine(database)
+    progress = make_progress(args, "restore", f"restore {database.redacted()}")
+    try:
+        with deadline(args.timeout):
+            report = run_restore(
+                storage,
+                engine,
+                progress,
+                RestoreOptions(keep_extra_objects=args.keep_extra_objects),
+                verify_first=args.verify_first,
+            )
+    finally:
+        progress.close()
+    summary = {
+        "result": "restore complete",
+        "checksumVerified": report.checksum_verified,
+        "rowCountsMatched": not report.mismatches,
+        "tables": len(report.row_counts),
+        "rows": report.rows_verified,
+        "sha256": report.manifest.artifact.sha256,
+    }
+    _print_summary(
+        args,
+        summary,
+        human=(
+            f"restore complete: {database.redacted()} now holds the backup of "
+            f"{report.manifest.completed_at:%Y-%m-%d %H:%M:%S} UTC; checksum verified, "
+            f"{len(report.row_counts)} tables / {report.rows_verified} rows match the manifest"
+        ),
+    )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    manifest = load_manifest(open_storage(args.backup_url))
+    print(manifest.model_dump_json(indent=2))
+    return 0
+
+
+def _print_summary(args: argparse.Namespace, summary: dict[str, object], human: str) -> None:
+    if args.output == "json":
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(human)

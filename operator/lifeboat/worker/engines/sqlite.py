@@ -1,0 +1,228 @@
+"""SQLite: the online backup API for a consistent copy of a live database, and atomic restores.
+
+Backup: SQLite's backup API copies the live database page by page into a snapshot file (the
+one staging file Lifeboat makes: the API needs a destination database, and a consistent copy
+of a database in WAL mode cannot be read from the main file alone). Rows are counted in that
+snapshot, so the manifest describes exactly what is in the artifact; the snapshot's bytes are the
+dump stream, and the snapshot is deleted when the dump ends.
+
+Restore: the stream is written to a temporary file next to the target, checked
+(`PRAGMA integrity_check`, row counts against the manifest) and only then applied: a missing
+target is created by an atomic rename; an existing one is overwritten through the backup API,
+which replaces its pages in one write transaction, so other connections see the old database or
+the new one, never a mix. With `keep_extra_objects`, the backup's objects are copied over the
+target's same-named ones inside one transaction and other objects are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+from lifeboat.worker.database_url import DatabaseURL
+from lifeboat.worker.engines.base import DumpSummary, RestoreOptions, RestoreResult, ServerInfo
+from lifeboat.worker.errors import (
+    DatabaseError,
+    DiskFull,
+    DumpFailed,
+    RestoreError,
+    VerificationFailed,
+)
+from lifeboat.worker.manifest import Manifest
+from lifeboat.worker.progress import Progress
+from lifeboat.worker.streams import CHUNK_SIZE, Readable
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _user_tables(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY name"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _count_rows(conn: sqlite3.Connection, progress: Progress | None = None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for table in _user_tables(conn):
+        if progress is not None:
+            progress.start_item(table)
+        counts[table] = int(conn.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0])
+        if progress is not None:
+            progress.item_done(table)
+    return counts
+
+
+class _SnapshotDump:
+    """The dump stream: the bytes of a consistent snapshot file."""
+
+    def __init__(self, path: Path, row_counts: dict[str, int]) -> None:
+        self._file = path.open("rb")
+        self._row_counts = row_counts
+
+    def read(self, n: int = -1, /) -> bytes:
+        return self._file.read(n)
+
+    def finish(self) -> DumpSummary:
+        return DumpSummary(row_counts=self._row_counts)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class SQLiteEngine:
+    name: ClassVar[str] = "sqlite"
+    dump_format: ClassVar[str] = "sqlite3-file"
+
+    def __init__(self, url: DatabaseURL) -> None:
+        if url.path is None:
+            raise DatabaseError("sqlite: the URL names no file")
+        self.url = url
+        self.path = url.path
+
+    def _connect_existing(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise DatabaseError(f"no SQLite database at {self.path}: check DATABASE_URL")
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(f"{self.path} is not a readable SQLite database ({exc})") from None
+        return conn
+
+    def inspect(self) -> ServerInfo:
+        with contextlib.closing(self._connect_existing()) as conn:
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+            return ServerInfo(
+                version=f"SQLite {sqlite3.sqlite_version}",
+                tables=_user_tables(conn),
+                estimated_bytes=page_size * pages,
+            )
+
+    @contextlib.contextmanager
+    def dump(self, progress: Progress) -> Iterator[_SnapshotDump]:
+        fd, name = tempfile.mkstemp(prefix="lifeboat-sqlite-snapshot-", suffix=".db")
+        os.close(fd)
+        snapshot_path = Path(name)
+        try:
+            with (
+                contextlib.closing(self._connect_existing()) as source,
+                contextlib.closing(sqlite3.connect(snapshot_path)) as snapshot,
+            ):
+                try:
+                    source.backup(snapshot, pages=1024)
+                except sqlite3.OperationalError as exc:
+                    raise DumpFailed(f"sqlite backup API failed: {exc}") from None
+                counts = _count_rows(snapshot, progress)
+            stream = _SnapshotDump(snapshot_path, counts)
+            try:
+                yield stream
+            finally:
+                stream.close()
+        finally:
+            snapshot_path.unlink(missing_ok=True)
+
+    def restore(
+        self, source: Readable, manifest: Manifest, progress: Progress, options: RestoreOptions
+    ) -> RestoreResult:
+        directory = self.path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.lifeboat-restore-", dir=directory)
+        staged = Path(name)
+        try:
+            self._receive(source, fd, staged)
+            self._check_staged(staged, manifest, progress)
+            if not self.path.exists():
+                os.replace(staged, self.path)
+                _fsync_directory(directory)
+            elif options.keep_extra_objects:
+                self._merge_into_target(staged)
+            else:
+                self._replace_target(staged)
+            with contextlib.closing(sqlite3.connect(self.path)) as conn:
+                return RestoreResult(row_counts=_count_rows(conn))
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _receive(self, source: Readable, fd: int, staged: Path) -> None:
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := source.read(CHUNK_SIZE):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            if exc.errno == 28:
+                raise DiskFull(f"no space left on device staging the restore at {staged}") from None
+            raise
+
+    def _check_staged(self, staged: Path, manifest: Manifest, progress: Progress) -> None:
+        with staged.open("rb") as fh:
+            if fh.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+                raise RestoreError("the backup is not an SQLite database file")
+        with contextlib.closing(sqlite3.connect(staged)) as conn:
+            verdict = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            if verdict != "ok":
+                raise RestoreError(f"the backup fails SQLite's integrity check: {verdict}")
+            counts = _count_rows(conn, progress)
+        problems = [
+            f"table {t} has {counts.get(t)} rows, the manifest says {n}"
+            for t, n in manifest.row_counts.items()
+            if counts.get(t) != n
+        ]
+        if problems:
+            raise VerificationFailed("; ".join(problems) + "; the target was not touched")
+
+    def _replace_target(self, staged: Path) -> None:
+        with (
+            contextlib.closing(sqlite3.connect(staged)) as src,
+            contextlib.closing(sqlite3.connect(self.path, timeout=30)) as dst,
+        ):
+            # pages=-1 copies everything in one step: one write transaction on the target.
+            try:
+                src.backup(dst, pages=-1)
+            except sqlite3.OperationalError as exc:
+                raise RestoreError(f"could not write {self.path}: {exc}") from None
+
+    def _merge_into_target(self, staged: Path) -> None:
+        with contextlib.closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
+            db.execute("ATTACH DATABASE ? AS backup", (str(staged),))
+            objects = db.execute(
+                "SELECT type, name, sql FROM backup.sqlite_master "
+                "WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+                "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, name"
+            ).fetchall()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for kind, name, sql in objects:
+                    db.execute(f"DROP {kind.upper()} IF EXISTS main.{_quote(name)}")
+                    db.execute(sql)
+                    if kind == "table":
+                        db.execute(
+                            f"INSERT INTO main.{_quote(name)} SELECT * FROM backup.{_quote(name)}"
+                        )
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                raise RestoreError(f"merging the backup into {self.path} failed: {exc}") from None
+            finally:
+                db.execute("DETACH DATABASE backup")
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
