@@ -1,0 +1,155 @@
+"""`Backup`: one backup of one database to one storage location, taken once.
+
+A Backup is a request and its record: the operator runs exactly one Job for it and records the
+result (the artifact) in status. Its spec never changes afterwards (except deletionPolicy): a
+new backup is a new Backup object.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Final, Literal
+
+from pydantic import ConfigDict, Field, computed_field
+
+from lifeboat.api.common import (
+    ApiModel,
+    CelRule,
+    Compression,
+    DatabaseSpec,
+    Engine,
+    JobOptions,
+    ObjectMeta,
+    OperationStatus,
+    SpecModel,
+    StatusModel,
+    StorageSpec,
+    cel,
+    format_bytes,
+)
+
+
+class DeletionPolicy(StrEnum):
+    """What happens to the stored backup when the Backup object is deleted."""
+
+    DELETE = "Delete"
+    RETAIN = "Retain"
+
+
+BACKUP_IMMUTABLE_RULE: Final = CelRule(
+    rule=(
+        "self.database == oldSelf.database && self.storage == oldSelf.storage"
+        " && self.compression == oldSelf.compression"
+        " && has(self.job) == has(oldSelf.job) && (!has(self.job) || self.job == oldSelf.job)"
+    ),
+    message=(
+        "a Backup's spec cannot change once created (only deletionPolicy can): to back up with "
+        "other settings, create a new Backup with a new name"
+    ),
+)
+BACKUP_SPEC_RULES: Final = (BACKUP_IMMUTABLE_RULE,)
+BACKUP_MUTABLE_FIELDS: Final = frozenset({"deletionPolicy"})
+"""Spec fields BACKUP_IMMUTABLE_RULE lets change: every other field must appear in the rule."""
+
+
+class BackupSpec(SpecModel):
+    """What to back up and where to. Immutable once created, except deletionPolicy."""
+
+    model_config = ConfigDict(json_schema_extra=cel(*BACKUP_SPEC_RULES))
+
+    database: DatabaseSpec
+    """The database to back up."""
+
+    storage: StorageSpec
+    """Where to write the backup: an S3-compatible bucket or a PersistentVolumeClaim."""
+
+    compression: Compression = Compression.ZSTD
+    """Compression of the stored dump: zstd (default: fast, small), gzip (for tools that only
+    read gzip) or none (the dump format is already compressed, or CPU is scarce)."""
+
+    deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
+    """What happens to the stored backup when this Backup is deleted. Retain (default): the
+    files stay in storage, so deleting the object (by hand, by namespace deletion, by a GitOps
+    prune) never loses data. Delete: the operator deletes them first (condition
+    StorageCleanup); the object stays until that succeeded. This field can be changed after
+    creation, for example to Retain before deleting a Backup whose data must be kept."""
+
+    job: JobOptions | None = None
+    """Tuning for the Job that runs the backup: image, resources, scheduling, deadlines."""
+
+
+class BackupArtifact(StatusModel):
+    """The stored backup, written by the worker once the manifest is stored: it exists only
+    if this is set."""
+
+    uri: Annotated[str, Field(max_length=4096)] | None = None
+    """Location of the dump file, for example s3://backups/shop/shop-db-3f2a/dump.pgc.zst."""
+
+    manifest_uri: Annotated[str, Field(max_length=4096)] | None = None
+    """Location of manifest.json next to the dump: what a Restore reads first (size, SHA-256,
+    row counts). Use its directory as a Restore's source.path in another cluster."""
+
+    size: Annotated[int, Field(ge=0)] | None = None
+    """Bytes of the stored (compressed) dump."""
+
+    raw_size: Annotated[int, Field(ge=0)] | None = None
+    """Bytes of the dump before compression."""
+
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """SHA-256 of the stored dump, hex. A Restore checks it before trusting the data."""
+
+    compression: Compression | None = None
+    """Compression actually used for the stored dump."""
+
+    engine: Engine | None = None
+    """Engine the dump was taken from."""
+
+    server_version: Annotated[str, Field(max_length=256)] | None = None
+    """Version of the database server the dump was taken from. Restore into the same or a
+    newer major version."""
+
+    database: Annotated[str, Field(max_length=4096)] | None = None
+    """Name of the database dumped (for sqlite, the file's path)."""
+
+    tables: Annotated[int, Field(ge=0)] | None = None
+    """Number of tables in the dump."""
+
+    rows: Annotated[int, Field(ge=0)] | None = None
+    """Total rows in the dump, counted in the same snapshot as the dump itself."""
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="size for people and kubectl's Size column, for example 1.5 GiB. Derived "
+        "from size whenever the artifact is written; do not set it by hand."
+    )
+    @property
+    def size_text(self) -> str | None:
+        return None if self.size is None else format_bytes(self.size)
+
+
+class BackupStatus(OperationStatus):
+    """Observed state of a Backup, written by the operator and its Job."""
+
+    artifact: BackupArtifact | None = None
+    """The stored backup: set when the backup is Completed."""
+
+
+class Backup(ApiModel):
+    """One backup of one database to an S3-compatible bucket or a PersistentVolumeClaim, taken
+    once by a Job. kubectl get backups shows its phase and progress; status.conditions and
+    status.message say why it failed. To back up again, create a new Backup."""
+
+    api_version: Literal["lifeboat.dev/v1alpha1"] = "lifeboat.dev/v1alpha1"
+    """lifeboat.dev/v1alpha1."""
+
+    kind: Literal["Backup"] = "Backup"
+    """Backup."""
+
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    """Standard object metadata."""
+
+    spec: BackupSpec
+    """What to back up and where to."""
+
+    status: BackupStatus = Field(default_factory=BackupStatus)
+    """Observed state, written by the operator and its Job: phase and message for people,
+    conditions for automation, progress while the Job runs."""

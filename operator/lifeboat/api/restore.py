@@ -1,0 +1,173 @@
+"""`Restore`: load one backup into a database, verified, once.
+
+The backup comes from a Backup object in the same namespace (backupRef) or, in a cluster where
+no Backup object exists (disaster recovery into a new cluster), straight from storage (source).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal, Self
+
+from pydantic import ConfigDict, Field, model_validator
+
+from lifeboat.api.common import (
+    ApiModel,
+    CelRule,
+    DatabaseSpec,
+    Engine,
+    JobOptions,
+    ObjectMeta,
+    ObjectName,
+    OperationStatus,
+    SafePath,
+    SpecModel,
+    StatusModel,
+    StorageSpec,
+    cel,
+    invalid,
+)
+
+RESTORE_IMMUTABLE_RULE: Final = CelRule(
+    rule="self == oldSelf",
+    message=(
+        "a Restore's spec cannot change once created: to restore again or with other settings, "
+        "create a new Restore with a new name"
+    ),
+)
+RESTORE_SOURCE_RULE: Final = CelRule(
+    rule="has(self.backupRef) != has(self.source)",
+    message=(
+        "set exactly one of backupRef (a Backup in this namespace) or source (a backup in "
+        "storage, for a cluster without the Backup object)"
+    ),
+)
+RESTORE_TARGET_RULE: Final = CelRule(
+    rule="!has(self.source) || has(self.target)",
+    message="target is required with source: there is no Backup to take the database from",
+)
+RESTORE_SPEC_RULES: Final = (RESTORE_IMMUTABLE_RULE, RESTORE_SOURCE_RULE, RESTORE_TARGET_RULE)
+
+
+class BackupRef(SpecModel):
+    """A Backup in the same namespace as the Restore."""
+
+    name: ObjectName
+    """Name of the Backup to restore. It must be Completed."""
+
+
+class RestoreSource(SpecModel):
+    """A backup found directly in storage, without a Backup object."""
+
+    storage: StorageSpec
+    """The storage holding the backup: same shape as a Backup's spec.storage (credentials
+    included)."""
+
+    path: SafePath = ""
+    """Directory of the backup inside the storage, relative to s3.prefix or volume.path: the
+    directory holding manifest.json (see the old Backup's status.artifact.manifestUri). Empty:
+    the prefix or path itself is that directory."""
+
+
+class RestoreSpec(SpecModel):
+    """Which backup to restore, into which database, how. Immutable once created."""
+
+    model_config = ConfigDict(json_schema_extra=cel(*RESTORE_SPEC_RULES))
+
+    backup_ref: BackupRef | None = None
+    """The Backup to restore, in this namespace. Set this or source."""
+
+    source: RestoreSource | None = None
+    """A backup straight from storage, when no Backup object exists (for example restoring
+    into a new cluster). Set this or backupRef; target is then required."""
+
+    target: DatabaseSpec | None = None
+    """The database to restore into: same shape as a Backup's spec.database. Unset: the
+    Backup's own database (restore in place). Its engine must match the backup's."""
+
+    keep_extra_objects: bool = False
+    """false (default): the target ends up equal to the backup; tables and other objects
+    created after the backup are dropped. true: objects not in the backup are left in place."""
+
+    verify_checksum_first: bool = True
+    """true (default): read the whole stored dump and check its SHA-256 against the manifest
+    before touching the target, so a corrupt backup never reaches the database (one extra
+    download). false: check while restoring; a mismatch still fails and rolls back the
+    restore."""
+
+    job: JobOptions | None = None
+    """Tuning for the Job that runs the restore: image, resources, scheduling, deadlines."""
+
+    @model_validator(mode="after")
+    def _source_and_target(self) -> Self:
+        if (self.backup_ref is None) == (self.source is None):
+            raise invalid("restore_source", RESTORE_SOURCE_RULE.message)
+        if self.source is not None and self.target is None:
+            raise invalid("restore_target", RESTORE_TARGET_RULE.message)
+        return self
+
+
+class RestoreVerification(StatusModel):
+    """What the worker proved about the restore, written when it ends."""
+
+    checksum_verified: bool | None = None
+    """The stored dump's SHA-256 matched the manifest."""
+
+    row_counts_matched: bool | None = None
+    """Rows per table in the target, counted after the restore, equal the counts recorded at
+    backup time."""
+
+    tables_verified: Annotated[int, Field(ge=0)] | None = None
+    """Tables whose row counts were compared."""
+
+    rows_verified: Annotated[int, Field(ge=0)] | None = None
+    """Rows counted in the target across those tables."""
+
+    backup_name: Annotated[str, Field(max_length=253)] | None = None
+    """The Backup restored (empty when restored from source)."""
+
+    artifact_uri: Annotated[str, Field(max_length=4096)] | None = None
+    """Location of the dump that was restored."""
+
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """SHA-256 of the dump that was restored, hex."""
+
+    mismatches: list[Annotated[str, Field(max_length=1024)]] | None = None
+    """What did not match, one line each, for example 'public.orders: 1200 rows, expected
+    1250'. Empty when everything matched; the worker lists the first few only."""
+
+
+class RestoreStatus(OperationStatus):
+    """Observed state of a Restore, written by the operator and its Job."""
+
+    engine: Engine | None = None
+    """Engine of the database being restored into, recorded by the controller when it starts
+    the Job (from target or the Backup's database)."""
+
+    database: Annotated[str, Field(max_length=4096)] | None = None
+    """The database being restored into, as host/name (sqlite: claim/path), recorded by the
+    controller when it starts the Job."""
+
+    verification: RestoreVerification | None = None
+    """What the restore proved: checksum and row counts. Set when the restore ends."""
+
+
+class Restore(ApiModel):
+    """Loads one backup into a database, taken from a Backup in the same namespace or straight
+    from storage, and verifies it (checksum, row counts). By default the target ends up equal
+    to the backup: what was added since is dropped. To restore again, create a new Restore."""
+
+    api_version: Literal["lifeboat.dev/v1alpha1"] = "lifeboat.dev/v1alpha1"
+    """lifeboat.dev/v1alpha1."""
+
+    kind: Literal["Restore"] = "Restore"
+    """Restore."""
+
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    """Standard object metadata."""
+
+    spec: RestoreSpec
+    """Which backup to restore, into which database, how."""
+
+    status: RestoreStatus = Field(default_factory=RestoreStatus)
+    """Observed state, written by the operator and its Job: phase and message for people,
+    conditions for automation, progress while the Job runs."""

@@ -1,0 +1,1 @@
+"""Pure functions from the API models to Kubernetes objects as plain dicts (Jobs, names, labels)."""

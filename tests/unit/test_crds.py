@@ -1,0 +1,653 @@
+"""The generated CRDs: committed, structural, documented, and as strict as the models.
+
+Manifests are checked the way an API server would: defaults applied, then the OpenAPI schema
+(with jsonschema), then the CEL rules (with the test server's evaluator, cross-checked with
+cel-python when it is installed); and the models must agree with the schema on every case.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from lifeboat.api import Backup, BackupSpec, Restore
+from lifeboat.api.backup import BACKUP_IMMUTABLE_RULE, BACKUP_MUTABLE_FIELDS
+from lifeboat.api.common import DATABASE_RULES, STORAGE_RULES, TOLERATION_RULES
+from lifeboat.api.crd import (
+    BACKUP_CRD_NAME,
+    BACKUP_PLURAL,
+    GROUP,
+    RESTORE_CRD_NAME,
+    RESTORE_PLURAL,
+    VERSION,
+    crds,
+    render_crds,
+    write_crds,
+)
+from lifeboat.api.restore import RESTORE_SPEC_RULES
+from tests.support.kube.cel import Program
+
+try:  # optional: a full CEL implementation to cross-check the test server's evaluator
+    import celpy  # type: ignore[import-untyped, unused-ignore]
+except ImportError:  # pragma: no cover - depends on the environment
+    celpy = None
+
+CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
+
+ISSUE_MANIFESTS = """
+apiVersion: lifeboat.dev/v1alpha1
+kind: Backup
+metadata: {name: shop-db, namespace: shop}
+spec:
+  database:
+    engine: postgresql            # postgresql | mysql | mariadb | sqlite
+    host: postgres.shop.svc
+    port: 5432
+    name: shop
+    user: backup
+    passwordSecretRef: {name: shop-db, key: password}
+  storage:
+    s3:
+      bucket: backups
+      prefix: shop/
+      endpoint: http://minio.storage.svc:9000
+      region: us-east-1
+      credentialsSecretRef: {name: s3-credentials}   # keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+  compression: zstd
+  deletionPolicy: Delete
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: Restore
+metadata: {name: shop-db-restore, namespace: shop}
+spec:
+  backupRef: {name: shop-db}
+"""
+ISSUE_BACKUP, ISSUE_RESTORE = yaml.safe_load_all(ISSUE_MANIFESTS)
+
+# -- an API server's checks, in miniature -----------------------------------------------------
+
+
+def open_api_schema(plural: str) -> dict[str, Any]:
+    version = crds()[f"{plural}.{GROUP}.yaml"]["spec"]["versions"][0]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def to_json_schema(node: Any) -> Any:
+    """OpenAPI v3 (Kubernetes flavour) -> JSON Schema: `nullable` becomes a null type."""
+    if isinstance(node, list):
+        return [to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {
+        key: to_json_schema(value)
+        for key, value in node.items()
+        if not key.startswith("x-kubernetes-") and key != "nullable"
+    }
+    if node.get("nullable"):
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+        elif "anyOf" in out:
+            out["anyOf"] = [*out["anyOf"], {"type": "null"}]
+    return out
+
+
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """Server-side defaulting: fill absent properties that have a default, at every depth."""
+    if isinstance(value, dict):
+        value = dict(value)
+        for name, prop in schema.get("properties", {}).items():
+            if name not in value and "default" in prop:
+                value[name] = copy.deepcopy(prop["default"])
+            if name in value:
+                value[name] = apply_defaults(prop, value[name])
+        if isinstance(schema.get("additionalProperties"), dict):
+            for key in value:
+                value[key] = apply_defaults(schema["additionalProperties"], value[key])
+    elif isinstance(value, list) and "items" in schema:
+        value = [apply_defaults(schema["items"], item) for item in value]
+    return value
+
+
+def evaluate_rule(rule: str, variables: dict[str, Any]) -> bool:
+    """Run a CEL rule with the test server's evaluator and, when installed, with cel-python (a
+    full CEL implementation): both must agree, so the test server judges our rules right."""
+    result = Program(rule).evaluate(variables)
+    assert isinstance(result, bool), f"{rule} -> {result!r}"
+    if celpy is not None:
+        env = celpy.Environment()
+        activation = {name: celpy.json_to_cel(value) for name, value in variables.items()}
+        reference = env.program(env.compile(rule)).evaluate(activation)
+        assert bool(reference) is result, f"cel-python says {reference} for {rule} on {variables}"
+    return result
+
+
+def cel_failures(schema: dict[str, Any], value: Any, old: Any = None, path: str = "") -> list[str]:
+    """Evaluate every x-kubernetes-validations rule that applies to `value` (and `old`)."""
+    failures = []
+    for rule in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in rule["rule"] and old is None:
+            continue  # transition rules run on updates only, where an old value exists
+        variables = {"self": value} if old is None else {"self": value, "oldSelf": old}
+        if not evaluate_rule(rule["rule"], variables):
+            failures.append(f"{path or '<root>'}: {rule['message']}")
+    if isinstance(value, dict):
+        old_map = old if isinstance(old, dict) else {}
+        for name, prop in schema.get("properties", {}).items():
+            if name in value:
+                failures += cel_failures(prop, value[name], old_map.get(name), f"{path}.{name}")
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            failures += cel_failures(schema["items"], item, None, f"{path}[{index}]")
+    return failures
+
+
+def api_server_errors(
+    plural: str, obj: dict[str, Any], old: dict[str, Any] | None = None
+) -> list[str]:
+    """What `kubectl apply` would print for `obj`, or [] when it would be accepted."""
+    schema = open_api_schema(plural)
+    obj = apply_defaults(schema, obj)
+    validator = jsonschema.Draft7Validator(to_json_schema(schema))
+    errors = [
+        f"{'.'.join(str(p) for p in error.absolute_path)}: {error.message}"
+        for error in validator.iter_errors(obj)
+    ]
+    if errors:
+        return errors
+    if old is not None:
+        old = apply_defaults(schema, old)
+    return cel_failures(schema, obj, old)
+
+
+def walk(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema node with its path."""
+    if isinstance(node, dict):
+        yield path, node
+        for name, prop in node.get("properties", {}).items():
+            yield from walk(prop, f"{path}.{name}")
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                yield from walk(node[key], f"{path}[{key}]")
+        for index, branch in enumerate(node.get("anyOf", [])):
+            yield from walk(branch, f"{path}<anyOf {index}>")
+
+
+def edited(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of obj with the dotted path set to value (or removed when value is ...)."""
+    obj = copy.deepcopy(obj)
+    *parents, last = path.split(".")
+    node = obj
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is ...:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return obj
+
+
+SQLITE_BACKUP = edited(
+    edited(
+        ISSUE_BACKUP,
+        "spec.database",
+        {"engine": "sqlite", "persistentVolumeClaim": "app-data", "path": "data/app.db"},
+    ),
+    "spec.storage",
+    {"volume": {"persistentVolumeClaim": "backups", "path": "shop"}},
+)
+SOURCE_RESTORE = edited(
+    edited(
+        ISSUE_RESTORE,
+        "spec",
+        {"source": {"storage": ISSUE_BACKUP["spec"]["storage"], "path": "shop-db-3f2a"}},
+    ),
+    "spec.target",
+    ISSUE_BACKUP["spec"]["database"],
+)
+
+# -- the committed files ----------------------------------------------------------------------
+
+
+def test_committed_crds_equal_the_generated_ones() -> None:
+    for name, text in render_crds().items():
+        path = CRDS_DIR / name
+        assert path.exists(), f"{path} is missing: run make crds"
+        assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run make crds"
+    assert sorted(p.name for p in CRDS_DIR.glob("*.lifeboat.dev.yaml")) == sorted(render_crds())
+
+
+def test_rendering_is_deterministic_and_parses_back() -> None:
+    first, second = render_crds(), render_crds()
+    assert first == second
+    for name, text in first.items():
+        assert text.startswith("# Generated by `make crds`")
+        assert yaml.safe_load(text) == crds()[name]
+
+
+def test_write_crds_writes_every_file(tmp_path: Path) -> None:
+    written = write_crds(tmp_path / "out")
+    assert sorted(p.name for p in written) == [
+        f"{BACKUP_CRD_NAME}.yaml",
+        f"{RESTORE_CRD_NAME}.yaml",
+    ]
+    for path in written:
+        assert path.read_text(encoding="utf-8") == render_crds()[path.name]
+
+
+# -- the shape of the CRDs --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("plural", "kind", "short_name"),
+    [(BACKUP_PLURAL, "Backup", "lbb"), (RESTORE_PLURAL, "Restore", "lbr")],
+)
+def test_names_scope_and_version(plural: str, kind: str, short_name: str) -> None:
+    crd = crds()[f"{plural}.{GROUP}.yaml"]
+    assert crd["metadata"]["name"] == f"{plural}.{GROUP}"
+    spec = crd["spec"]
+    assert spec["group"] == GROUP
+    assert spec["scope"] == "Namespaced"
+    assert spec["names"] == {
+        "kind": kind,
+        "listKind": f"{kind}List",
+        "plural": plural,
+        "singular": kind.lower(),
+        "shortNames": [short_name],
+        "categories": ["lifeboat"],  # not "all": `kubectl delete all --all` must spare them
+    }
+    [version] = spec["versions"]
+    assert (version["name"], version["served"], version["storage"]) == (VERSION, True, True)
+    assert version["subresources"] == {"status": {}}
+    assert version["schema"]["openAPIV3Schema"]["required"] == ["spec"]
+
+
+@pytest.mark.parametrize("plural", [BACKUP_PLURAL, RESTORE_PLURAL])
+def test_every_property_at_every_depth_has_a_description(plural: str) -> None:
+    undocumented = [
+        f"{path}.{name}"
+        for path, node in walk(open_api_schema(plural))
+        for name, prop in node.get("properties", {}).items()
+        if not prop.get("description", "").strip()
+    ]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize("plural", [BACKUP_PLURAL, RESTORE_PLURAL])
+def test_schema_is_structural(plural: str) -> None:
+    for path, node in walk(open_api_schema(plural)):
+        assert "$ref" not in node, path
+        assert "$defs" not in node, path
+        assert "title" not in node, path
+        assert "readOnly" not in node, path
+        assert node.get("additionalProperties") is not False, path
+        assert "x-kubernetes-preserve-unknown-fields" not in node, path
+        assert node.get("default", "no default") is not None, path
+        if "anyOf" in node:
+            assert {"type": "null"} not in node["anyOf"], path
+            assert node.get("x-kubernetes-int-or-string") is True, path
+            assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
+        elif "<anyOf" not in path:
+            assert "type" in node, f"{path} has no type"
+        if "required" in node:
+            assert set(node["required"]) <= set(node["properties"]), path
+
+
+def test_optional_fields_are_nullable_and_required_ones_are_not() -> None:
+    spec = open_api_schema(BACKUP_PLURAL)["properties"]["spec"]
+    assert "nullable" not in spec
+    assert "nullable" not in spec["properties"]["database"]
+    assert "nullable" not in spec["properties"]["database"]["properties"]["engine"]
+    assert spec["properties"]["database"]["properties"]["port"]["nullable"] is True
+    assert spec["properties"]["job"]["nullable"] is True
+
+
+def test_defaults_are_kept() -> None:
+    backup = open_api_schema(BACKUP_PLURAL)["properties"]["spec"]["properties"]
+    assert backup["compression"]["default"] == "zstd"
+    assert backup["deletionPolicy"]["default"] == "Retain"
+    s3 = backup["storage"]["properties"]["s3"]["properties"]
+    credentials = s3["credentialsSecretRef"]["properties"]
+    assert credentials["accessKeyIdKey"]["default"] == "AWS_ACCESS_KEY_ID"
+    assert credentials["secretAccessKeyKey"]["default"] == "AWS_SECRET_ACCESS_KEY"
+    restore = open_api_schema(RESTORE_PLURAL)["properties"]["spec"]["properties"]
+    assert restore["keepExtraObjects"]["default"] is False
+    assert restore["verifyChecksumFirst"]["default"] is True
+
+
+def test_enums_patterns_and_bounds_are_kept() -> None:
+    database = open_api_schema(BACKUP_PLURAL)["properties"]["spec"]["properties"]["database"]
+    props = database["properties"]
+    assert props["engine"]["enum"] == ["postgresql", "mysql", "mariadb", "sqlite"]
+    assert (props["port"]["minimum"], props["port"]["maximum"]) == (1, 65535)
+    assert props["passwordSecretRef"]["properties"]["name"]["pattern"].startswith("^[a-z0-9]")
+    assert database["required"] == ["engine"]
+
+
+def test_status_declares_every_field_the_writers_send() -> None:
+    status = open_api_schema(BACKUP_PLURAL)["properties"]["status"]
+    progress = status["properties"]["progress"]
+    assert "percentText" in progress["properties"]
+    assert "required" not in progress  # computed, yet absent from what a reader may send
+    assert "sizeText" in status["properties"]["artifact"]["properties"]
+    conditions = status["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    assert conditions["items"]["required"] == ["type", "status", "reason", "lastTransitionTime"]
+    restore = open_api_schema(RESTORE_PLURAL)["properties"]["status"]["properties"]
+    assert set(restore["verification"]["properties"]) >= {
+        "checksumVerified",
+        "rowCountsMatched",
+        "mismatches",
+    }
+
+
+# -- CEL rules --------------------------------------------------------------------------------
+
+
+def rules_at(schema: dict[str, Any], *path: str) -> list[dict[str, str]]:
+    node = schema
+    for name in path:
+        node = node["properties"][name]
+    rules: list[dict[str, str]] = node["x-kubernetes-validations"]
+    return rules
+
+
+def test_cel_rules_are_attached_with_their_messages() -> None:
+    backup = open_api_schema(BACKUP_PLURAL)
+    assert rules_at(backup, "spec") == [BACKUP_IMMUTABLE_RULE.as_schema()]
+    assert rules_at(backup, "spec", "database") == [r.as_schema() for r in DATABASE_RULES]
+    assert rules_at(backup, "spec", "storage") == [r.as_schema() for r in STORAGE_RULES]
+    tolerations = backup["properties"]["spec"]["properties"]["job"]["properties"]["tolerations"]
+    assert tolerations["items"]["x-kubernetes-validations"] == [
+        r.as_schema() for r in TOLERATION_RULES
+    ]
+    restore = open_api_schema(RESTORE_PLURAL)
+    assert rules_at(restore, "spec") == [r.as_schema() for r in RESTORE_SPEC_RULES]
+    assert rules_at(restore, "spec", "target") == [r.as_schema() for r in DATABASE_RULES]
+    assert rules_at(restore, "spec", "source", "storage") == [r.as_schema() for r in STORAGE_RULES]
+    assert "create a new Backup" in BACKUP_IMMUTABLE_RULE.message
+    assert "create a new Restore" in RESTORE_SPEC_RULES[0].message
+    assert RESTORE_SPEC_RULES[0].rule == "self == oldSelf"
+
+
+def test_backup_immutability_rule_covers_every_spec_field_but_deletion_policy() -> None:
+    aliases = {field.alias or name for name, field in BackupSpec.model_fields.items()}
+    for alias in aliases - BACKUP_MUTABLE_FIELDS:
+        assert f"self.{alias} == oldSelf.{alias}" in BACKUP_IMMUTABLE_RULE.rule, alias
+    for alias in BACKUP_MUTABLE_FIELDS:
+        assert alias not in BACKUP_IMMUTABLE_RULE.rule
+
+
+# -- printer columns --------------------------------------------------------------------------
+
+
+def columns(plural: str) -> dict[str, dict[str, Any]]:
+    version = crds()[f"{plural}.{GROUP}.yaml"]["spec"]["versions"][0]
+    return {column["name"]: column for column in version["additionalPrinterColumns"]}
+
+
+def json_path_exists(schema: dict[str, Any], json_path: str) -> bool:
+    node = schema
+    for name in json_path.lstrip(".").split("."):
+        if name == "metadata":
+            return True
+        if name not in node.get("properties", {}):
+            return False
+        node = node["properties"][name]
+    return True
+
+
+@pytest.mark.parametrize(
+    ("plural", "expected"),
+    [
+        (
+            BACKUP_PLURAL,
+            {
+                "Phase": (".status.phase", "string", 0),
+                "Progress": (".status.progress.percentText", "string", 0),
+                "Size": (".status.artifact.sizeText", "string", 0),
+                "Age": (".metadata.creationTimestamp", "date", 0),
+                "Engine": (".spec.database.engine", "string", 1),
+                "Database": (".spec.database.name", "string", 1),
+                "Job": (".status.jobName", "string", 1),
+                "Message": (".status.message", "string", 1),
+            },
+        ),
+        (
+            RESTORE_PLURAL,
+            {
+                "Phase": (".status.phase", "string", 0),
+                "Progress": (".status.progress.percentText", "string", 0),
+                "Age": (".metadata.creationTimestamp", "date", 0),
+                "Backup": (".spec.backupRef.name", "string", 1),
+                "Engine": (".status.engine", "string", 1),
+                "Database": (".status.database", "string", 1),
+                "Job": (".status.jobName", "string", 1),
+                "Message": (".status.message", "string", 1),
+            },
+        ),
+    ],
+)
+def test_printer_columns(plural: str, expected: dict[str, tuple[str, str, int]]) -> None:
+    found = columns(plural)
+    assert {
+        name: (c["jsonPath"], c["type"], c.get("priority", 0)) for name, c in found.items()
+    } == expected
+    schema = open_api_schema(plural)
+    for column in found.values():
+        assert json_path_exists(schema, column["jsonPath"]), column
+
+
+# -- the issue's manifests, and bad ones ------------------------------------------------------
+
+
+def test_issue_manifests_are_accepted() -> None:
+    assert api_server_errors(BACKUP_PLURAL, ISSUE_BACKUP) == []
+    assert api_server_errors(RESTORE_PLURAL, ISSUE_RESTORE) == []
+    Backup.model_validate(ISSUE_BACKUP)
+    Restore.model_validate(ISSUE_RESTORE)
+
+
+def test_server_defaults_match_the_models_defaults() -> None:
+    schema = open_api_schema(RESTORE_PLURAL)
+    defaulted = apply_defaults(schema, ISSUE_RESTORE)["spec"]
+    assert defaulted == Restore.model_validate(ISSUE_RESTORE).spec.to_api_dict()
+    schema = open_api_schema(BACKUP_PLURAL)
+    defaulted = apply_defaults(schema, ISSUE_BACKUP)["spec"]
+    assert defaulted == Backup.model_validate(ISSUE_BACKUP).spec.to_api_dict()
+
+
+GOOD = [
+    pytest.param(BACKUP_PLURAL, SQLITE_BACKUP, id="sqlite-to-volume"),
+    pytest.param(
+        BACKUP_PLURAL,
+        edited(ISSUE_BACKUP, "spec.storage.s3.credentialsSecretRef", ...),
+        id="s3-with-ambient-credentials",
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        edited(
+            ISSUE_BACKUP,
+            "spec.job",
+            {
+                "image": "registry.local/lifeboat:1.0",
+                "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": 2}},
+                "nodeSelector": {"kubernetes.io/arch": "amd64"},
+                "tolerations": [
+                    {
+                        "key": "dedicated",
+                        "operator": "Equal",
+                        "value": "db",
+                        "effect": "NoSchedule",
+                    },
+                    {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+                ],
+                "serviceAccountName": "backup-writer",
+                "activeDeadlineSeconds": 3600,
+                "backoffLimit": 2,
+                "ttlSecondsAfterFinished": 86400,
+            },
+        ),
+        id="job-tuning",
+    ),
+    pytest.param(RESTORE_PLURAL, SOURCE_RESTORE, id="restore-from-source"),
+    pytest.param(
+        RESTORE_PLURAL,
+        edited(ISSUE_RESTORE, "spec.target", SQLITE_BACKUP["spec"]["database"]),
+        id="restore-into-other-target",
+    ),
+]
+
+
+@pytest.mark.parametrize(("plural", "manifest"), GOOD)
+def test_good_manifests_are_accepted_by_schema_and_models(
+    plural: str, manifest: dict[str, Any]
+) -> None:
+    assert api_server_errors(plural, manifest) == []
+    (Backup if plural == BACKUP_PLURAL else Restore).model_validate(manifest)
+
+
+BAD = [
+    pytest.param(BACKUP_PLURAL, "spec.database.engine", "oracle", "engine", id="engine-oracle"),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.storage.volume",
+        {"persistentVolumeClaim": "backups"},
+        "exactly one storage backend",
+        id="both-storage-backends",
+    ),
+    pytest.param(BACKUP_PLURAL, "spec.storage.s3", ..., "exactly one", id="no-storage-backend"),
+    pytest.param(BACKUP_PLURAL, "spec.storage.s3.bucket", ..., "bucket", id="missing-bucket"),
+    pytest.param(BACKUP_PLURAL, "spec.storage.s3.bucket", "s3://b", "bucket", id="bucket-url"),
+    pytest.param(BACKUP_PLURAL, "spec.database.port", -1, "port", id="negative-port"),
+    pytest.param(BACKUP_PLURAL, "spec.compression", "lz4", "compression", id="bad-compression"),
+    pytest.param(BACKUP_PLURAL, "spec.deletionPolicy", "delete", "deletionPolicy", id="lc-policy"),
+    pytest.param(BACKUP_PLURAL, "spec.database.host", ..., "need host", id="no-host"),
+    pytest.param(
+        BACKUP_PLURAL, "spec.database.engine", "sqlite", "sqlite needs", id="sqlite-no-file"
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.database.persistentVolumeClaim",
+        "data",
+        "persistentVolumeClaim and path are for sqlite",
+        id="postgres-with-pvc",
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.database.passwordSecretRef.name",
+        "Shop_DB",
+        "name",
+        id="bad-secret-name",
+    ),
+    pytest.param(BACKUP_PLURAL, "spec.job.resources.requests.cpu", "lots", "cpu", id="bad-cpu"),
+    pytest.param(BACKUP_PLURAL, "spec.job.backoffLimit", -1, "backoffLimit", id="neg-backoff"),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.job.tolerations",
+        [{"operator": "Exists", "value": "x"}],
+        "remove value",
+        id="toleration-exists-with-value",
+    ),
+    pytest.param(BACKUP_PLURAL, "spec.database", ..., "database", id="no-database"),
+    pytest.param(RESTORE_PLURAL, "spec.backupRef", ..., "exactly one of backupRef", id="neither"),
+    pytest.param(
+        RESTORE_PLURAL,
+        "spec.source",
+        SOURCE_RESTORE["spec"]["source"],
+        "exactly one of backupRef",
+        id="backup-ref-and-source",
+    ),
+    pytest.param(RESTORE_PLURAL, "spec.backupRef.name", "", "name", id="empty-backup-name"),
+]
+
+
+@pytest.mark.parametrize(("plural", "path", "value", "expected"), BAD)
+def test_bad_manifests_are_rejected_by_schema_and_models(
+    plural: str, path: str, value: Any, expected: str
+) -> None:
+    manifest = edited(ISSUE_BACKUP if plural == BACKUP_PLURAL else ISSUE_RESTORE, path, value)
+    errors = api_server_errors(plural, manifest)
+    assert errors, f"the API server would accept {path}={value!r}"
+    assert any(expected in error for error in errors), errors
+    with pytest.raises(ValidationError):
+        (Backup if plural == BACKUP_PLURAL else Restore).model_validate(manifest)
+
+
+def test_restore_from_source_needs_a_target() -> None:
+    manifest = edited(SOURCE_RESTORE, "spec.target", ...)
+    assert api_server_errors(RESTORE_PLURAL, manifest) == [
+        ".spec: target is required with source: there is no Backup to take the database from"
+    ]
+    with pytest.raises(ValidationError, match="target is required with source"):
+        Restore.model_validate(manifest)
+
+
+# -- immutability -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("spec.database.host", "postgres-2.shop.svc"),
+        ("spec.storage.s3.bucket", "other"),
+        ("spec.compression", "gzip"),
+        ("spec.job", {"backoffLimit": 1}),
+    ],
+)
+def test_backup_spec_cannot_change(path: str, value: Any) -> None:
+    errors = api_server_errors(BACKUP_PLURAL, edited(ISSUE_BACKUP, path, value), old=ISSUE_BACKUP)
+    assert errors == [f".spec: {BACKUP_IMMUTABLE_RULE.message}"]
+
+
+def test_backup_deletion_policy_can_change_and_unchanged_updates_pass() -> None:
+    retain = edited(ISSUE_BACKUP, "spec.deletionPolicy", "Retain")
+    assert api_server_errors(BACKUP_PLURAL, retain, old=ISSUE_BACKUP) == []
+    labelled = edited(ISSUE_BACKUP, "metadata.labels", {"team": "shop"})
+    assert api_server_errors(BACKUP_PLURAL, labelled, old=ISSUE_BACKUP) == []
+    # Defaults written by the server do not count as a change.
+    defaulted = edited(ISSUE_BACKUP, "spec.compression", ...)
+    assert api_server_errors(BACKUP_PLURAL, defaulted, old=ISSUE_BACKUP) == []
+
+
+def test_restore_spec_cannot_change() -> None:
+    changed = edited(ISSUE_RESTORE, "spec.keepExtraObjects", True)
+    assert api_server_errors(RESTORE_PLURAL, changed, old=ISSUE_RESTORE) == [
+        f".spec: {RESTORE_SPEC_RULES[0].message}"
+    ]
+    assert api_server_errors(RESTORE_PLURAL, ISSUE_RESTORE, old=ISSUE_RESTORE) == []
+
+
+# -- status written by the models is accepted by the schema -----------------------------------
+
+
+def test_status_written_by_the_models_validates() -> None:
+    backup = Backup.model_validate(ISSUE_BACKUP)
+    backup.status = backup.status.model_validate(
+        {
+            "phase": "Completed",
+            "progress": {"percent": 100, "bytesDone": 10, "updatedAt": "2025-01-01T00:00:00Z"},
+            "jobName": "shop-db-backup-3f2a",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "BackupCompleted",
+                    "lastTransitionTime": "2025-01-01T00:00:00Z",
+                }
+            ],
+            "artifact": {"uri": "s3://backups/shop/x", "size": 2048, "sha256": "0" * 64},
+        }
+    )
+    body = backup.to_api_dict()
+    assert body["status"]["progress"]["percentText"] == "100%"
+    assert body["status"]["artifact"]["sizeText"] == "2.0 KiB"
+    assert api_server_errors(BACKUP_PLURAL, body) == []
