@@ -110,7 +110,9 @@ def fingerprint(path: Path) -> dict[str, tuple[int, str]]:
         for table in tables:
             digest = hashlib.sha256()
             count = 0
-            for row in db.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2'):
+            columns = len(db.execute(f'PRAGMA table_info("{table}")').fetchall())
+            order = ", ".join(str(i) for i in range(1, columns + 1))
+            for row in db.execute(f'SELECT * FROM "{table}" ORDER BY {order}'):
                 digest.update(repr(row).encode())
                 count += 1
             result[table] = (count, digest.hexdigest())

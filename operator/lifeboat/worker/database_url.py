@@ -73,7 +73,8 @@ def parse_database_url(url: str, environ: Mapping[str, str] | None = None) -> Da
         raw = unquote(parts.netloc + parts.path)
         if not raw or raw == "/":
             raise UsageError("DATABASE_URL: sqlite needs a file path, e.g. sqlite:///data/app.db")
-        path = Path(raw)
+        # sqlite:////abs/path (four slashes, as SQLAlchemy writes it) means the same file.
+        path = Path("/" + raw.lstrip("/")) if raw.startswith("/") else Path(raw)
         return DatabaseURL(engine=engine, database=path.stem, path=path)
     if parts.password is not None:
         raise UsageError(

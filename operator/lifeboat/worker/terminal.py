@@ -57,7 +57,7 @@ class TerminalReporter:
     """A live progress bar on a terminal; plain lines when the console is not interactive."""
 
     def __init__(self, console: Console | None = None, title: str = "") -> None:
-        self._console = console or Console(stderr=True)
+        self._console = console or Console(stderr=True, soft_wrap=True)
         self._title = title
         self._live: Live | None = None
         self._last_line = ""

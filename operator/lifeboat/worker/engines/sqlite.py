@@ -94,7 +94,7 @@ class SQLiteEngine:
         if not self.path.is_file():
             raise DatabaseError(f"no SQLite database at {self.path}: check DATABASE_URL")
         try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
             raise DatabaseError(f"{self.path} is not a readable SQLite database ({exc})") from None
