@@ -23,7 +23,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lifeboat.cli import crds, demo, worker
+    from lifeboat.cli import crds, demo, operator, worker
 
     parser = argparse.ArgumentParser(
         prog="lifeboat",
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.register(commands)
     demo.register(commands)
     crds.register(commands)
+    operator.register(commands)
     return parser
 
 

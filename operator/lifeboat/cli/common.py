@@ -8,10 +8,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from lifeboat.worker.errors import LifeboatError
 from lifeboat.worker.progress import JsonLinesReporter, Progress, Reporter
 from lifeboat.worker.terminal import TerminalReporter
+
+if TYPE_CHECKING:
+    from lifeboat.worker.status_writer import StatusWriter
 
 
 def add_progress_options(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +36,27 @@ def add_progress_options(parser: argparse.ArgumentParser) -> None:
         "--output", choices=["text", "json"], default="text", help="format of the final summary"
     )
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    parser.add_argument(
+        "--report-status",
+        metavar="PLURAL/NAMESPACE/NAME",
+        help="also write progress and the result into this Backup's or Restore's status "
+        "(in a Job: in-cluster credentials; elsewhere $KUBECONFIG)",
+    )
+
+
+def status_writer(args: argparse.Namespace) -> StatusWriter | None:
+    """The Kubernetes status writer when --report-status asks for one (imports the client)."""
+    if not args.report_status:
+        return None
+    from lifeboat.worker.status_writer import StatusWriter
+
+    return StatusWriter(args.report_status)
 
 
 def make_progress(
-    args: argparse.Namespace, operation: str, title: str, extra: list[Reporter] | None = None
+    args: argparse.Namespace, operation: str, title: str, extra: Reporter | None = None
 ) -> Progress:
-    reporters: list[Reporter] = list(extra or [])
+    reporters: list[Reporter] = [extra] if extra is not None else []
     interval = 0.5
     if args.progress == "json":
         reporters.append(JsonLinesReporter(sys.stderr))

@@ -7,12 +7,19 @@ import json
 import sys
 from typing import Any
 
-from lifeboat.cli.common import add_progress_options, deadline, make_progress
+from lifeboat.cli.common import add_progress_options, deadline, make_progress, status_writer
 from lifeboat.worker.compression import Compression
 from lifeboat.worker.database_url import parse_database_url
 from lifeboat.worker.engines import open_engine
 from lifeboat.worker.engines.base import RestoreOptions
-from lifeboat.worker.pipeline import BackupOptions, load_manifest, run_backup, run_restore
+from lifeboat.worker.manifest import MANIFEST_NAME
+from lifeboat.worker.pipeline import (
+    BackupOptions,
+    delete_backup,
+    load_manifest,
+    run_backup,
+    run_restore,
+)
 from lifeboat.worker.storage import open_storage
 from lifeboat.worker.terminal import human_bytes
 
@@ -63,6 +70,14 @@ def register(commands: Any) -> None:
     add_progress_options(restore)
     restore.set_defaults(handler=_restore)
 
+    delete = commands.add_parser(
+        "delete",
+        help="delete a backup (manifest first, then the artifact)",
+        description="Used by the operator for deletionPolicy: Delete; safe to run twice.",
+    )
+    delete.add_argument("backup_url", metavar="BACKUP_URL")
+    delete.set_defaults(handler=_delete)
+
     show = commands.add_parser("show", help="print the manifest of a backup")
     show.add_argument("backup_url", metavar="BACKUP_URL")
     show.set_defaults(handler=_show)
@@ -72,7 +87,8 @@ def _backup(args: argparse.Namespace) -> int:
     database = parse_database_url(args.database_url)
     storage = open_storage(args.backup_url)
     engine = open_engine(database)
-    progress = make_progress(args, "backup", f"backup {database.redacted()}")
+    writer = status_writer(args)
+    progress = make_progress(args, "backup", f"backup {database.redacted()}", writer)
     options = BackupOptions(
         compression=args.compression, level=args.level, overwrite=args.overwrite
     )
@@ -81,6 +97,10 @@ def _backup(args: argparse.Namespace) -> int:
             manifest = run_backup(engine, storage, progress, options)
     finally:
         progress.close()
+    if writer is not None:
+        writer.record_backup(
+            manifest, storage.uri(manifest.artifact.key), storage.uri(MANIFEST_NAME)
+        )
     rows = sum(t.rows for t in manifest.tables)
     summary = {
         "result": "backup complete",
@@ -105,7 +125,8 @@ def _restore(args: argparse.Namespace) -> int:
     database = parse_database_url(args.database_url)
     storage = open_storage(args.backup_url)
     engine = open_engine(database)
-    progress = make_progress(args, "restore", f"restore {database.redacted()}")
+    writer = status_writer(args)
+    progress = make_progress(args, "restore", f"restore {database.redacted()}", writer)
     try:
         with deadline(args.timeout):
             report = run_restore(
@@ -117,6 +138,14 @@ def _restore(args: argparse.Namespace) -> int:
             )
     finally:
         progress.close()
+    if writer is not None:
+        writer.record_restore(
+            report.manifest,
+            storage.uri(report.manifest.artifact.key),
+            checksum_verified=report.checksum_verified,
+            row_counts=report.row_counts,
+            mismatches=report.mismatches,
+        )
     summary = {
         "result": "restore complete",
         "checksumVerified": report.checksum_verified,
@@ -134,6 +163,13 @@ def _restore(args: argparse.Namespace) -> int:
             f"{len(report.row_counts)} tables / {report.rows_verified} rows match the manifest"
         ),
     )
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    storage = open_storage(args.backup_url)
+    removed = delete_backup(storage)
+    print(f"deleted {len(removed)} object(s) at {storage.uri()}: {', '.join(removed) or 'none'}")
     return 0
 
 

@@ -8,6 +8,7 @@ the manifest is written last, so a location without a manifest is never a backup
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -282,3 +283,20 @@ class VerifyingReader:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def delete_backup(storage: Storage) -> list[str]:
+    """Remove a backup: the manifest first (it stops being a backup at once), then artifacts.
+
+    Every artifact name Lifeboat can write is deleted, so an artifact left without a manifest by
+    an interrupted run goes too. Returns the keys that existed.
+    """
+    keys = [MANIFEST_NAME]
+    with contextlib.suppress(BackupNotFound, ManifestInvalid):
+        keys.append(load_manifest(storage).artifact.key)
+    keys += [artifact_key(e, c) for e in ENGINE_FAMILIES for c in Compression]
+    unique = list(dict.fromkeys(keys))
+    present = [key for key in unique if storage.size(key) is not None]
+    storage.delete([MANIFEST_NAME])
+    storage.delete([key for key in unique if key != MANIFEST_NAME])
+    return present

@@ -761,13 +761,13 @@ class _Restore:
         journal = _Journal()
         try:
             self._sql(f"CREATE DATABASE {_q(parking)}", "create the parking database")
-            journal.add("drop the parking database", self._sql, f"DROP DATABASE {_q(parking)}")
+            journal.add("drop parking", self._sql, f"DROP DATABASE {_q(parking)}", "drop parking")
             if not target_exists:
                 self._sql(
                     f"CREATE DATABASE {_q(target)} CHARACTER SET {self._schema_charset(shadow)}",
                     "create the target database",
                 )
-                journal.add("drop the created target", self._sql, f"DROP DATABASE {_q(target)}")
+                journal.add("drop target", self._sql, f"DROP DATABASE {_q(target)}", "drop target")
             for trigger in backup.triggers:
                 self._sql(f"DROP TRIGGER {_q(shadow)}.{_q(trigger.name)}", "drop shadow trigger")
             # Window (a) opens: the old tables lose their triggers just before they are parked.
@@ -782,7 +782,7 @@ class _Restore:
             ]
             if moves:
                 self._sql(_rename(moves), "swap the tables")
-                journal.add("rename the tables back", self._sql, _rename(_reverse(moves)))
+                journal.add("rename back", self._sql, _rename(_reverse(moves)), "rename back")
             # Window (b) opens: the backup's tables are live; their triggers follow at once.
             # Undo steps that are safe to run either way are journaled before their action.
             for trigger in backup.triggers:

@@ -674,7 +674,7 @@ class PostgresEngine:
             restorer = ToolProcess(restore_argv, stdin=subprocess.PIPE, on_line=items.on_line)
             relay = _SqlRelay(restorer.stdout, psql.stdin, preamble.encode(), restorer.kill)
             relay.start()
-            fed_all = _feed(restorer.stdin, head, _EarlyEOF(source, restorer, relay, psql, self, manifest))
+            fed_all = _feed(restorer.stdin, head, source)
             if fed_all:
                 with contextlib.suppress(BrokenPipeError):
                     restorer.stdin.close()
@@ -791,18 +791,3 @@ def _skip_existing_schemas(listing: str, existing: set[str]) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-class _EarlyEOF:
-    """mutation: when the source raises, commit first."""
-    def __init__(self, src, restorer, relay, psql, engine, manifest):
-        self.src, self.restorer, self.relay, self.psql, self.engine, self.manifest = src, restorer, relay, psql, engine, manifest
-    def read(self, n=-1):
-        try:
-            return self.src.read(n)
-        except BaseException as e:
-            import sys
-            print("caught", repr(e), file=sys.stderr)
-            self.restorer.stdin.close(); print("rc", self.restorer.wait(), file=sys.stderr); self.relay.join()
-            self.psql.stdin.write(_split_final_commit(self.relay.tail) + self.engine._verification(self.manifest) + b"COMMIT;\n"); self.psql.stdin.close(); print("psql", self.psql.wait(), self.psql.error_lines(), file=sys.stderr)
-            raise

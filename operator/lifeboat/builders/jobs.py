@@ -1,0 +1,317 @@
+"""Jobs for backups, restores and storage cleanup, built as plain dicts from the API models.
+
+Pure functions: the same Backup gives the same Job, byte for byte, which is what lets the
+controller create it again after a restart and adopt the one that already exists.
+
+What the Job gets: the `lifeboat` console script as `command`, the worker's arguments in `args`
+(no secret among them: DATABASE_URL has no password), credentials as `secretKeyRef` env vars, the
+database's or the backup volume's PersistentVolumeClaim mounted when one is used, a restricted
+security context, and the curated tuning from `spec.job`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from lifeboat.api import (
+    API_VERSION,
+    BACKUP_KIND,
+    BACKUP_PLURAL,
+    RESTORE_KIND,
+    RESTORE_PLURAL,
+    Backup,
+    DatabaseSpec,
+    Engine,
+    JobOptions,
+    Restore,
+    StorageSpec,
+)
+from lifeboat.builders.naming import (
+    backup_location_path,
+    child_labels,
+    child_name,
+    owner_reference,
+)
+
+DATABASE_MOUNT = "/var/lib/lifeboat/database"
+BACKUPS_MOUNT = "/var/lib/lifeboat/backups"
+CONTAINER_NAME = "worker"
+# Exit codes of the worker that no retry can fix (bad arguments, a restore that proved wrong).
+NON_RETRIABLE_EXIT_CODES = [2, 5]
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobDefaults:
+    """What the operator uses where `spec.job` says nothing (set by its flags / Helm values)."""
+
+    image: str = "ghcr.io/lifeboat-dev/lifeboat:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    service_account_name: str = "lifeboat-worker"
+    command: tuple[str, ...] = ("lifeboat",)
+    backup_backoff_limit: int = 2
+    restore_backoff_limit: int = 0
+    active_deadline_seconds: int | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Mounts:
+    env: list[Manifest] = field(default_factory=list)
+    volumes: list[Manifest] = field(default_factory=list)
+    mounts: list[Manifest] = field(default_factory=list)
+
+    def __add__(self, other: _Mounts) -> _Mounts:
+        return _Mounts(
+            self.env + other.env, self.volumes + other.volumes, self.mounts + other.mounts
+        )
+
+
+def _secret_env(name: str, secret: str, key: str) -> Manifest:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def database_url(database: DatabaseSpec) -> str:
+    """DATABASE_URL as the worker sees it inside the Job: never with a password."""
+    if database.engine is Engine.SQLITE:
+        return f"sqlite:///{DATABASE_MOUNT}/{(database.path or '').lstrip('/')}"
+    user = quote(database.user or "", safe="")
+    name = quote(database.name or "", safe="")
+    return f"{database.engine.value}://{user}@{database.host}:{database.effective_port}/{name}"
+
+
+def _database_mounts(database: DatabaseSpec) -> _Mounts:
+    if database.engine is Engine.SQLITE:
+        return _Mounts(
+            volumes=[
+                {
+                    "name": "database",
+                    "persistentVolumeClaim": {"claimName": database.persistent_volume_claim},
+                }
+            ],
+            mounts=[{"name": "database", "mountPath": DATABASE_MOUNT}],
+        )
+    env = []
+    if database.password_secret_ref is not None:
+        ref = database.password_secret_ref
+        env.append(_secret_env("LIFEBOAT_DB_PASSWORD", ref.name, ref.key))
+    return _Mounts(env=env)
+
+
+def storage_url(storage: StorageSpec, location: str) -> str:
+    """BACKUP_URL for a backup directory `location` (relative) inside `storage`."""
+    if storage.s3 is not None:
+        return f"s3://{storage.s3.bucket}/{storage.s3.key_prefix}{location}"
+    assert storage.volume is not None
+    base = storage.volume.path.strip("/")
+    inside = f"{base}/{location}" if base else location
+    return f"file://{BACKUPS_MOUNT}/{inside}"
+
+
+def _storage_mounts(storage: StorageSpec) -> _Mounts:
+    if storage.s3 is not None:
+        s3 = storage.s3
+        env: list[Manifest] = []
+        if s3.credentials_secret_ref is not None:
+            ref = s3.credentials_secret_ref
+            env.append(_secret_env("AWS_ACCESS_KEY_ID", ref.name, ref.access_key_id_key))
+            env.append(_secret_env("AWS_SECRET_ACCESS_KEY", ref.name, ref.secret_access_key_key))
+        if s3.endpoint:
+            env.append({"name": "AWS_ENDPOINT_URL", "value": s3.endpoint})
+        if s3.region:
+            env.append({"name": "AWS_REGION", "value": s3.region})
+            env.append({"name": "AWS_DEFAULT_REGION", "value": s3.region})
+        if s3.force_path_style:
+            env.append({"name": "LIFEBOAT_S3_ADDRESSING_STYLE", "value": "path"})
+        return _Mounts(env=env)
+    assert storage.volume is not None
+    return _Mounts(
+        volumes=[
+            {
+                "name": "backups",
+                "persistentVolumeClaim": {"claimName": storage.volume.persistent_volume_claim},
+            }
+        ],
+        mounts=[{"name": "backups", "mountPath": BACKUPS_MOUNT}],
+    )
+
+
+def backup_url(backup: Backup) -> str:
+    """Where this Backup's artifact and manifest live: unique per Backup object."""
+    meta = backup.metadata
+    location = backup_location_path(meta.namespace or "", meta.name or "", meta.uid or "")
+    return storage_url(backup.spec.storage, location)
+
+
+def _job(
+    *,
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    owner: Manifest | None,
+    args: list[str],
+    mounts: _Mounts,
+    options: JobOptions | None,
+    defaults: JobDefaults,
+    backoff_limit: int,
+) -> Manifest:
+    options = options or JobOptions()
+    env = [{"name": k, "value": v} for k, v in sorted(defaults.extra_env.items())]
+    env += mounts.env
+    container: Manifest = {
+        "name": CONTAINER_NAME,
+        "image": options.image or defaults.image,
+        "imagePullPolicy": defaults.image_pull_policy,
+        "command": list(defaults.command),
+        "args": args,
+        "env": env,
+        "volumeMounts": [*mounts.mounts, {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if options.resources is not None:
+        container["resources"] = options.resources.to_api_dict()
+    pod_spec: Manifest = {
+        "restartPolicy": "Never",
+        "serviceAccountName": options.service_account_name or defaults.service_account_name,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [*mounts.volumes, {"name": "tmp", "emptyDir": {}}],
+    }
+    if options.node_selector:
+        pod_spec["nodeSelector"] = dict(options.node_selector)
+    if options.tolerations:
+        pod_spec["tolerations"] = [t.to_api_dict() for t in options.tolerations]
+    job_spec: Manifest = {
+        "backoffLimit": options.backoff_limit
+        if options.backoff_limit is not None
+        else backoff_limit,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER_NAME,
+                        "operator": "In",
+                        "values": NON_RETRIABLE_EXIT_CODES,
+                    },
+                }
+            ]
+        },
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+    }
+    deadline = options.active_deadline_seconds or defaults.active_deadline_seconds
+    if deadline:
+        job_spec["activeDeadlineSeconds"] = deadline
+    if options.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = options.ttl_seconds_after_finished
+    metadata: Manifest = {"name": name, "namespace": namespace, "labels": dict(labels)}
+    if owner is not None:
+        metadata["ownerReferences"] = [owner]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def backup_job_name(backup: Backup) -> str:
+    return child_name(backup.metadata.name or "", backup.metadata.uid or "", "backup")
+
+
+def build_backup_job(backup: Backup, defaults: JobDefaults) -> Manifest:
+    """The one Job that runs `lifeboat backup` for this Backup."""
+    meta = backup.metadata
+    name, namespace, uid = meta.name or "", meta.namespace or "", meta.uid or ""
+    spec = backup.spec
+    args = [
+        "backup",
+        database_url(spec.database),
+        backup_url(backup),
+        "--compression",
+        spec.compression.value,
+        "--overwrite",  # a retry of this Job replaces its own earlier attempt, nothing else
+        "--progress",
+        "none",
+        "--report-status",
+        f"{BACKUP_PLURAL}/{namespace}/{name}",
+    ]
+    return _job(
+        name=backup_job_name(backup),
+        namespace=namespace,
+        labels=child_labels(BACKUP_KIND, name, "backup"),
+        owner=owner_reference(API_VERSION, BACKUP_KIND, name, uid),
+        args=args,
+        mounts=_database_mounts(spec.database) + _storage_mounts(spec.storage),
+        options=spec.job,
+        defaults=defaults,
+        backoff_limit=defaults.backup_backoff_limit,
+    )
+
+
+def cleanup_job_name(backup: Backup) -> str:
+    return child_name(backup.metadata.name or "", backup.metadata.uid or "", "cleanup")
+
+
+def build_cleanup_job(backup: Backup, defaults: JobDefaults) -> Manifest:
+    """A Job that deletes this Backup's manifest and artifact from storage (deletionPolicy
+    Delete). It has no ownerReference: its owner is being deleted and must not take it along;
+    the controller deletes it once it succeeded."""
+    meta = backup.metadata
+    name, namespace = meta.name or "", meta.namespace or ""
+    return _job(
+        name=cleanup_job_name(backup),
+        namespace=namespace,
+        labels=child_labels(BACKUP_KIND, name, "cleanup"),
+        owner=None,
+        args=["delete", backup_url(backup)],
+        mounts=_storage_mounts(backup.spec.storage),
+        options=backup.spec.job,
+        defaults=defaults,
+        backoff_limit=defaults.backup_backoff_limit,
+    )
+
+
+def restore_job_name(restore: Restore) -> str:
+    return child_name(restore.metadata.name or "", restore.metadata.uid or "", "restore")
+
+
+def build_restore_job(
+    restore: Restore,
+    *,
+    storage: StorageSpec,
+    source_url: str,
+    target: DatabaseSpec,
+    defaults: JobDefaults,
+) -> Manifest:
+    """The one Job that runs `lifeboat restore` for this Restore."""
+    meta = restore.metadata
+    name, namespace, uid = meta.name or "", meta.namespace or "", meta.uid or ""
+    spec = restore.spec
+    args = ["restore", source_url, database_url(target)]
+    if spec.keep_extra_objects:
+        args.append("--keep-extra-objects")
+    if not spec.verify_checksum_first:
+        args.append("--no-verify-first")
+    args += ["--progress", "none", "--report-status", f"{RESTORE_PLURAL}/{namespace}/{name}"]
+    return _job(
+        name=restore_job_name(restore),
+        namespace=namespace,
+        labels=child_labels(RESTORE_KIND, name, "restore"),
+        owner=owner_reference(API_VERSION, RESTORE_KIND, name, uid),
+        args=args,
+        mounts=_database_mounts(target) + _storage_mounts(storage),
+        options=spec.job,
+        defaults=defaults,
+        backoff_limit=defaults.restore_backoff_limit,
+    )

@@ -1,0 +1,130 @@
+"""Backup: one Job per Backup, phase from the Job, storage cleanup on deletion (policy Delete)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from kubernetes import client
+from pydantic import ValidationError
+
+from lifeboat.api import (
+    BACKUP_KIND,
+    BACKUP_PLURAL,
+    Backup,
+    ConditionStatus,
+    ConditionType,
+    DeletionPolicy,
+    Phase,
+    describe_validation_error,
+)
+from lifeboat.builders.jobs import (
+    backup_job_name,
+    build_backup_job,
+    build_cleanup_job,
+    cleanup_job_name,
+)
+from lifeboat.controller.config import OperatorConfig
+from lifeboat.controller.jobs import (
+    Target,
+    now_iso,
+    post_event,
+    reconcile_job,
+    resource_lock,
+    write_verdict,
+)
+from lifeboat.controller.transitions import JobState, Verdict, set_condition, view_job
+from lifeboat.kube.objects import (
+    create_or_adopt_job,
+    delete_job,
+    list_job_pods,
+    patch_status,
+    read_custom,
+    read_job,
+)
+
+Object = dict[str, Any]
+
+
+def has_artifact(status: Object) -> bool:
+    return bool((status.get("artifact") or {}).get("sha256"))
+
+
+def reconcile_backup(
+    api: client.ApiClient, namespace: str, name: str, config: OperatorConfig
+) -> None:
+    """Bring one Backup a step closer to Completed or Failed; a no-op once it is either."""
+    with resource_lock(BACKUP_PLURAL, namespace, name):
+        obj = read_custom(api, BACKUP_PLURAL, namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return
+        target = Target(BACKUP_PLURAL, BACKUP_KIND, obj)
+        if target.is_terminal():
+            return
+        try:
+            backup = Backup.model_validate(obj)
+        except ValidationError as exc:
+            message = describe_validation_error(exc).replace("\n", "; ")
+            write_verdict(api, target, Verdict(Phase.FAILED, "InvalidSpec", message))
+            return
+        reconcile_job(
+            api,
+            target,
+            config,
+            job_name=backup_job_name(backup),
+            build_job=lambda: build_backup_job(backup, config.job_defaults),
+            has_result=has_artifact,
+        )
+
+
+def clean_up_storage(api: client.ApiClient, body: Object, config: OperatorConfig) -> None:
+    """On deletion with deletionPolicy Delete: run a Job that deletes the artifact and manifest.
+
+    Raises kopf.TemporaryError while the Job runs or after it failed, so kopf keeps the
+    finalizer and retries: a storage error never loses track of the data.
+    """
+    try:
+        backup = Backup.model_validate(body)
+    except ValidationError:
+        return  # never had a valid spec, so it never stored anything
+    if backup.spec.deletion_policy is not DeletionPolicy.DELETE:
+        return
+    status = body.get("status") or {}
+    if not status.get("jobName") and not has_artifact(status):
+        return  # no Job ever ran: nothing can be in storage
+    namespace, _name = backup.metadata.namespace or "", backup.metadata.name or ""
+    job_name = cleanup_job_name(backup)
+    job = read_job(api, namespace, job_name)
+    if job is None:
+        job, _ = create_or_adopt_job(api, build_cleanup_job(backup, config.job_defaults))
+        _cleanup_condition(api, body, ConditionStatus.UNKNOWN, "Deleting", "deleting from storage")
+    pods = list_job_pods(api, namespace, job_name)
+    view = view_job(job, pods)
+    if view.state is JobState.SUCCEEDED:
+        delete_job(api, namespace, job_name)
+        post_event(body, "Normal", "StorageCleaned", "artifact and manifest deleted")
+        return
+    if view.state is JobState.FAILED:
+        message = f"could not delete the backup from storage: {view.message}"
+        _cleanup_condition(api, body, ConditionStatus.FALSE, "CleanupFailed", message)
+        post_event(body, "Warning", "CleanupFailed", message)
+        delete_job(api, namespace, job_name)  # the retry starts a fresh Job
+        raise kopf.TemporaryError(message, delay=config.cleanup_retry_seconds)
+    raise kopf.TemporaryError("waiting for the storage cleanup Job", delay=1)
+
+
+def _cleanup_condition(
+    api: client.ApiClient, body: Object, status: ConditionStatus, reason: str, message: str
+) -> None:
+    current = (body.get("status") or {}).get("conditions") or []
+    conditions = set_condition(
+        current,
+        ConditionType.STORAGE_CLEANUP.value,
+        status,
+        reason,
+        message,
+        generation=body["metadata"].get("generation"),
+        now=now_iso(),
+    )
+    meta = body["metadata"]
+    patch_status(api, BACKUP_PLURAL, meta["namespace"], meta["name"], {"conditions": conditions})

@@ -1,0 +1,182 @@
+"""One reconcile step shared by Backups and Restores: ensure the Job, read it, write status.
+
+Level-triggered: it looks at the world as it is now (the resource, its Job, the Job's Pods), so
+running it twice, late, or after a restart gives the same result. A lock per resource keeps the
+Job watcher and the resync timer from interleaving on one object.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+from kubernetes import client
+
+from lifeboat.api import Phase
+from lifeboat.controller.config import OperatorConfig
+from lifeboat.controller.transitions import (
+    TERMINAL_PHASES,
+    JobState,
+    Verdict,
+    decide,
+    status_update,
+    stuck_pod,
+    view_job,
+)
+from lifeboat.kube.objects import (
+    create_or_adopt_job,
+    delete_job,
+    list_job_pods,
+    patch_status,
+    read_job,
+)
+
+Object = dict[str, Any]
+log = logging.getLogger(__name__)
+
+_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def resource_lock(plural: str, namespace: str, name: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault((plural, namespace, name), threading.Lock())
+
+
+def post_event(obj: Object, event_type: str, reason: str, message: str) -> None:
+    """A Kubernetes Event on the resource: `kubectl describe` tells its story."""
+    kopf.event(cast(kopf.Body, obj), type=event_type, reason=reason, message=message)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The resource being reconciled, as plain facts."""
+
+    plural: str
+    kind: str
+    obj: Object
+
+    @property
+    def namespace(self) -> str:
+        return str(self.obj["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+    @property
+    def status(self) -> Object:
+        status: Object = self.obj.get("status") or {}
+        return status
+
+    @property
+    def generation(self) -> int | None:
+        generation = self.obj["metadata"].get("generation")
+        return int(generation) if generation is not None else None
+
+    def is_terminal(self) -> bool:
+        return self.status.get("phase") in TERMINAL_PHASES
+
+
+def write_verdict(
+    api: client.ApiClient,
+    target: Target,
+    verdict: Verdict,
+    *,
+    job_name: str | None = None,
+    extra: Object | None = None,
+) -> None:
+    """Write a phase (without a Job: invalid spec, waiting) and post an Event if it changed."""
+    write_status(api, target, verdict, view_job(None), job_name=job_name, extra=extra)
+
+
+def write_status(
+    api: client.ApiClient,
+    target: Target,
+    verdict: Verdict,
+    job: Any,
+    *,
+    job_name: str | None,
+    extra: Object | None = None,
+) -> None:
+    update = status_update(
+        target.status,
+        verdict,
+        job,
+        job_name=job_name,
+        generation=target.generation,
+        now=now_iso(),
+    )
+    patch = {**update.patch, **(extra or {})}
+    if _already_says(target.status, patch):
+        return
+    patch_status(api, target.plural, target.namespace, target.name, patch)
+    if update.event is not None:
+        event_type, reason, message = update.event
+        post_event(target.obj, event_type, reason, message)
+        log.info("%s %s/%s: %s", target.kind, target.namespace, target.name, message)
+
+
+def _already_says(status: Object, patch: Object) -> bool:
+    """True when writing `patch` would change nothing (no write storms from timers)."""
+
+    def strip(conditions: Any) -> Any:
+        if not isinstance(conditions, list):
+            return conditions
+        return sorted(
+            ({k: v for k, v in c.items() if k != "lastTransitionTime"} for c in conditions),
+            key=lambda c: str(c.get("type")),
+        )
+
+    for key, value in patch.items():
+        current = status.get(key)
+        if key == "conditions":
+            if strip(current) != strip(value):
+                return False
+        elif isinstance(value, dict):
+            if not isinstance(current, dict) or not _already_says(current, value):
+                return False
+        elif current != value:
+            return False
+    return True
+
+
+def reconcile_job(
+    api: client.ApiClient,
+    target: Target,
+    config: OperatorConfig,
+    *,
+    job_name: str,
+    build_job: Callable[[], Object],
+    has_result: Callable[[Object], bool],
+    extra: Object | None = None,
+) -> None:
+    """Ensure exactly one Job for `target`, then derive its phase from that Job."""
+    job = read_job(api, target.namespace, job_name)
+    if job is None and not target.status.get("jobName"):
+        job, created = create_or_adopt_job(api, build_job())
+        if created:
+            post_event(target.obj, "Normal", "JobCreated", f"created Job {job_name}")
+    pods: list[Object] = []
+    view = view_job(job)
+    if view.state is not JobState.MISSING and view.state is not JobState.SUCCEEDED:
+        pods = list_job_pods(api, target.namespace, job_name)
+        view = view_job(job, pods)
+    stuck = None
+    if view.state in (JobState.PENDING, JobState.RUNNING):
+        stuck = stuck_pod(pods, datetime.now(UTC), config.stuck_pod_seconds)
+    verdict = decide(
+        target.status, view, has_result=has_result(target.status), stuck=stuck, kind=target.kind
+    )
+    if stuck is not None and verdict.phase is Phase.FAILED:
+        delete_job(api, target.namespace, job_name)  # it would wait forever
+    write_status(api, target, verdict, view, job_name=job_name, extra=extra)

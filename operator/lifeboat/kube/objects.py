@@ -1,0 +1,127 @@
+"""The API calls the operator and the worker make, on plain dicts.
+
+Responses are read raw (`_preload_content=False`) and parsed as JSON: the rest of Lifeboat works
+on the dicts kopf hands to handlers, so there is one shape everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from lifeboat.api import GROUP, VERSION
+
+Object = dict[str, Any]
+
+
+class KubeError(Exception):
+    """An API call failed in a way the caller must report (not 404/409, which are handled)."""
+
+    def __init__(self, what: str, exc: ApiException) -> None:
+        detail = _status_message(exc)
+        super().__init__(f"{what}: {exc.status} {exc.reason}: {detail}")
+        self.status = exc.status
+
+
+def _status_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _json(response: Any) -> Object:
+    data: Object = json.loads(response.data)
+    return data
+
+
+def create_or_adopt_job(api: client.ApiClient, job: Object) -> tuple[Object, bool]:
+    """Create the Job; if one with its name exists (a restart, a retry), return that one.
+
+    Returns (job, created). The name is deterministic, so a second call never makes a second Job.
+    """
+    namespace = job["metadata"]["namespace"]
+    batch = client.BatchV1Api(api)
+    try:
+        return _json(batch.create_namespaced_job(namespace, job, _preload_content=False)), True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise KubeError(f"creating Job {namespace}/{job['metadata']['name']}", exc) from None
+    existing = read_job(api, namespace, job["metadata"]["name"])
+    if existing is None:  # deleted between our create and read: let the caller retry
+        raise KubeError(
+            f"Job {namespace}/{job['metadata']['name']} vanished while adopting it",
+            ApiException(status=404, reason="NotFound"),
+        )
+    return existing, False
+
+
+def read_job(api: client.ApiClient, namespace: str, name: str) -> Object | None:
+    try:
+        return _json(
+            client.BatchV1Api(api).read_namespaced_job(name, namespace, _preload_content=False)
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise KubeError(f"reading Job {namespace}/{name}", exc) from None
+
+
+def delete_job(api: client.ApiClient, namespace: str, name: str) -> None:
+    """Delete a Job and its Pods (background propagation); a missing Job is fine."""
+    try:
+        client.BatchV1Api(api).delete_namespaced_job(
+            name, namespace, propagation_policy="Background", _preload_content=False
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise KubeError(f"deleting Job {namespace}/{name}", exc) from None
+
+
+def list_job_pods(api: client.ApiClient, namespace: str, job_name: str) -> list[Object]:
+    try:
+        response = client.CoreV1Api(api).list_namespaced_pod(
+            namespace, label_selector=f"job-name={job_name}", _preload_content=False
+        )
+    except ApiException as exc:
+        raise KubeError(f"listing Pods of Job {namespace}/{job_name}", exc) from None
+    items: list[Object] = _json(response).get("items", [])
+    return items
+
+
+def read_custom(api: client.ApiClient, plural: str, namespace: str, name: str) -> Object | None:
+    try:
+        return _json(
+            client.CustomObjectsApi(api).get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, _preload_content=False
+            )
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise KubeError(f"reading {plural} {namespace}/{name}", exc) from None
+
+
+def patch_status(
+    api: client.ApiClient, plural: str, namespace: str, name: str, status: Object
+) -> Object | None:
+    """Merge-patch `status` through the status subresource. None if the object is gone."""
+    try:
+        return _json(
+            client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {"status": status},
+                _preload_content=False,
+            )
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise KubeError(f"writing status of {plural} {namespace}/{name}", exc) from None

@@ -1,0 +1,161 @@
+"""The worker's side of a resource's status: measured progress and the result, nothing else.
+
+Inside a Job the worker writes `status.progress` (at most one write per `min_interval` seconds
+per object, and always the final one) and, at the end, the artifact (Backup) or the verification
+(Restore). Phase and conditions are the controller's: one writer per field.
+A flaky API never fails a backup: a progress write that fails is logged and skipped; only the
+final result is retried, because without it the controller cannot call the work Completed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from lifeboat.api import (
+    BACKUP_PLURAL,
+    RESTORE_PLURAL,
+    BackupArtifact,
+    Compression,
+    Engine,
+    ProgressStatus,
+    RestoreVerification,
+)
+from lifeboat.kube.client import make_api_client
+from lifeboat.kube.objects import KubeError, patch_status
+from lifeboat.worker.errors import LifeboatError, UsageError
+from lifeboat.worker.manifest import Manifest
+from lifeboat.worker.progress import ProgressSnapshot
+
+log = logging.getLogger(__name__)
+PLURALS = (BACKUP_PLURAL, RESTORE_PLURAL)
+MAX_MISMATCHES = 20
+
+
+class StatusWriteFailed(LifeboatError):
+    reason = "StatusWriteFailed"
+    exit_code = 6
+
+
+def parse_status_target(value: str) -> tuple[str, str, str]:
+    """`backups/NAMESPACE/NAME` or `restores/NAMESPACE/NAME`."""
+    parts = value.split("/")
+    if len(parts) != 3 or parts[0] not in PLURALS or not all(parts):
+        raise UsageError(
+            f"--report-status: {value!r} should be backups/NAMESPACE/NAME "
+            "or restores/NAMESPACE/NAME"
+        )
+    return parts[0], parts[1], parts[2]
+
+
+def progress_status(snapshot: ProgressSnapshot) -> ProgressStatus:
+    return ProgressStatus(
+        percent=snapshot.percent,
+        bytes_done=snapshot.bytes_done,
+        bytes_total=snapshot.bytes_total,
+        items_done=snapshot.items_done,
+        items_total=snapshot.items_total,
+        rate_bytes_per_second=snapshot.rate_bytes_per_second,
+        eta_seconds=snapshot.eta_seconds,
+        elapsed_seconds=snapshot.elapsed_seconds,
+        stage=snapshot.stage,
+        current_item=snapshot.current_item,
+        updated_at=datetime.fromisoformat(snapshot.updated_at.replace("Z", "+00:00")),
+    )
+
+
+class StatusWriter:
+    """A progress `Reporter` that patches the resource's status subresource."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        kubeconfig: str | None = None,
+        min_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        api: Any = None,
+    ) -> None:
+        self.plural, self.namespace, self.name = parse_status_target(target)
+        self._api = api if api is not None else make_api_client(kubeconfig)
+        self._min_interval = min_interval
+        self._clock = clock
+        self._last_write = float("-inf")
+        self.writes = 0
+
+    def report(self, snapshot: ProgressSnapshot) -> None:
+        now = self._clock()
+        if not snapshot.done and now - self._last_write < self._min_interval:
+            return
+        self._last_write = now
+        body = {"progress": progress_status(snapshot).to_api_dict()}
+        if snapshot.done:
+            self._write_with_retries(body)
+            return
+        try:
+            self._patch(body)
+        except KubeError as exc:
+            log.warning("could not write progress to %s: %s", self._where(), exc)
+
+    def close(self) -> None:
+        return None
+
+    def record_backup(self, manifest: Manifest, artifact_uri: str, manifest_uri: str) -> None:
+        artifact = BackupArtifact(
+            uri=artifact_uri,
+            manifest_uri=manifest_uri,
+            size=manifest.artifact.size,
+            raw_size=manifest.artifact.raw_size,
+            sha256=manifest.artifact.sha256,
+            compression=Compression(manifest.artifact.compression),
+            engine=Engine(manifest.engine),
+            server_version=manifest.server_version,
+            database=manifest.database,
+            tables=len(manifest.tables),
+            rows=sum(t.rows for t in manifest.tables),
+        )
+        self._write_with_retries({"artifact": artifact.to_api_dict()})
+
+    def record_restore(
+        self,
+        manifest: Manifest,
+        artifact_uri: str,
+        *,
+        checksum_verified: bool,
+        row_counts: dict[str, int],
+        mismatches: list[str],
+    ) -> None:
+        verification = RestoreVerification(
+            checksum_verified=checksum_verified,
+            row_counts_matched=not mismatches,
+            tables_verified=len(row_counts),
+            rows_verified=sum(row_counts.values()),
+            artifact_uri=artifact_uri,
+            sha256=manifest.artifact.sha256,
+            mismatches=mismatches[:MAX_MISMATCHES],
+        )
+        self._write_with_retries({"verification": verification.to_api_dict()})
+
+    def _patch(self, body: dict[str, Any]) -> None:
+        if patch_status(self._api, self.plural, self.namespace, self.name, body) is None:
+            raise StatusWriteFailed(f"{self._where()} no longer exists")
+        self.writes += 1
+
+    def _write_with_retries(self, body: dict[str, Any], attempts: int = 5) -> None:
+        delay = 0.5
+        for attempt in range(1, attempts + 1):
+            try:
+                self._patch(body)
+                return
+            except KubeError as exc:
+                if attempt == attempts:
+                    raise StatusWriteFailed(f"could not write {self._where()}: {exc}") from None
+                log.warning("retrying status write to %s: %s", self._where(), exc)
+                time.sleep(delay)  # backoff between API retries, not a progress stand-in
+                delay *= 2
+
+    def _where(self) -> str:
+        return f"{self.plural}/{self.namespace}/{self.name}"
