@@ -15,7 +15,9 @@ from lifeboat.worker.errors import UsageError
         ("mariadb://a%40b@h:3307/d", "mariadb", "h", 3307, "a@b", "d"),
     ],
 )
-def test_network_urls(url: str, engine: str, host: str, port: int, user: str, database: str) -> None:
+def test_network_urls(
+    url: str, engine: str, host: str, port: int, user: str, database: str
+) -> None:
     parsed = parse_database_url(url, environ={})
     assert (parsed.engine, parsed.host, parsed.port, parsed.user, parsed.database) == (
         engine,
