@@ -44,11 +44,14 @@ Limits
     CREATE and DROP of databases (shadow, parking), ALTER, INSERT, CREATE VIEW, CREATE ROUTINE,
     ALTER ROUTINE, and SUPER or SET USER when objects have another DEFINER. Users and grants are
     not in a backup (they are server-wide): definers must exist where the backup is restored.
-    Routine bodies and views that name the original database explicitly keep naming it. Triggers
-    travel with their table: a replaced table carries only the backup's triggers. With
-    `keep_extra_objects=True`, a kept table whose foreign key points at a replaced table cannot be
-    re-pointed by RENAME, so such a restore is refused before anything changes (likewise for
-    foreign keys from other databases). One restore at a time per target database.
+    mariadb-dump makes view definitions relative to the dumped database, but routine and trigger
+    bodies that name it explicitly (`shop.orders`) keep naming it. Triggers travel with their
+    table: a replaced table carries only the backup's triggers. On a name clash the backup's
+    object wins. A foreign key that points at a replaced table from a table that stays (kept with
+    `keep_extra_objects=True`, or in another database) would follow the old table into parking;
+    such a restore is refused before anything changes. The swap waits at most 60 s for metadata
+    locks (a long transaction on the target), then fails and rolls back. One restore at a time
+    per target database.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ from lifeboat.worker.errors import (
     DumpFailed,
     LifeboatError,
     RestoreError,
+    UsageError,
     VerificationFailed,
 )
 from lifeboat.worker.manifest import Manifest
@@ -315,7 +319,7 @@ class SqlDumpScanner:
 
 @functools.cache
 def _tool_help(tool: str) -> str:
-    """`tool --version` and `--help` text, to adapt flags to MariaDB or Oracle MySQL tools."""
+    """`tool --help` text (it starts with the version), to adapt flags to MariaDB or MySQL."""
     try:
         done = subprocess.run(
             [tool, "--no-defaults", "--help", "--verbose"],
@@ -327,6 +331,14 @@ def _tool_help(tool: str) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return done.stdout
+
+
+def _login_name() -> str:
+    """Who the MySQL tools connect as when the URL names no user: the login name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container uid without a passwd entry
+        return "root"
 
 
 def _pick_tool(preferred: str, fallback: str) -> str:
@@ -372,8 +384,13 @@ class MySQLEngine:
         self.url = url
         self.host = url.host or "localhost"
         self.port = url.port or 3306
-        self.user = url.user or getpass.getuser()
-        self.connect_timeout = int(url.options.get("connect_timeout", "10"))
+        self.user = url.user or _login_name()
+        timeout = url.options.get("connect_timeout", "10")
+        if not timeout.isdigit() or int(timeout) < 1:
+            raise UsageError(
+                f"DATABASE_URL: connect_timeout must be a number of seconds, not {timeout!r}"
+            )
+        self.connect_timeout = int(timeout)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -809,11 +826,13 @@ class _Restore:
             failed = journal.undo()
             if failed is not None:
                 raise RestoreError(
-                    f"the restore failed after the swap ({exc}) and undoing it failed too "
+                    f"the restore failed while swapping ({exc}) and undoing it failed too "
                     f"({failed}); the previous tables are kept in database {parking}, "
                     f"the backup's in {shadow}"
                 ) from exc
             self._drop_database_quietly(shadow)
+            if isinstance(exc, LifeboatError):
+                raise type(exc)(f"{exc}; rolled back, the target is as it was") from exc
             raise
         for leftover in (parking, shadow):
             try:

@@ -1,0 +1,237 @@
+"""Backup and restore throughput and memory of the worker, next to pg_dump/pg_restore.
+
+Starts a throwaway PostgreSQL server, fills a database of --size-mb with pgbench, then times:
+
+  baseline   pg_dump -Fc -Z0 > /dev/null           (the dump tool alone, no compression)
+  lifeboat   backup --compression none  -> local directory
+  lifeboat   backup --compression zstd  -> local directory
+  lifeboat   backup --compression zstd  -> S3 (moto server over HTTP on 127.0.0.1)
+  baseline   pg_restore -d (from a -Fc file)
+  lifeboat   restore (zstd, local) with checksum pass, verification and atomic swap
+
+and prints wall time, throughput (database bytes per second), peak RSS of the process tree's
+main process, and each run's time relative to its baseline. Nothing is estimated: every number
+comes from a run in this invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support.postgres import _as_postgres, _find_bin_dir, _start_cluster  # noqa: E402
+
+LIFEBOAT = str(Path(sys.executable).parent / "lifeboat")
+
+
+@dataclass
+class Run:
+    name: str
+    seconds: float
+    peak_rss_mib: float
+    output_bytes: int | None = None
+    baseline: str | None = None
+
+
+def measure(name: str, argv: list[str], env: dict[str, str], **popen: object) -> Run:
+    """Run a command to completion; wall time and the peak RSS the kernel recorded for it."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, **popen)  # type: ignore[call-overload]
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed with exit code {proc.returncode}: {' '.join(argv)}")
+    return Run(name, elapsed, usage.ru_maxrss / 1024)
+
+
+def fill_database(server, bin_dir: Path, dbname: str, size_mb: int, env: dict[str, str]) -> int:
+    with server.connect() as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    scale = max(1, round(size_mb / 15))  # pgbench: ~15 MB per scale unit with indexes
+    print(f"filling {dbname} with pgbench scale {scale} (~{size_mb} MB)...", flush=True)
+    subprocess.run(
+        [
+            str(bin_dir / "pgbench"),
+            "-i",
+            "-q",
+            "-s",
+            str(scale),
+            "-h",
+            server.host,
+            "-p",
+            str(server.port),
+            "-U",
+            server.user,
+            dbname,
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    with server.connect(dbname) as conn:
+        conn.execute("VACUUM ANALYZE")
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--size-mb", type=int, default=1024, help="database size to generate")
+    parser.add_argument("--skip-s3", action="store_true")
+    parser.add_argument("--skip-restore", action="store_true")
+    args = parser.parse_args()
+
+    bin_dir = _find_bin_dir()
+    if bin_dir is None or shutil.which("pg_dump") is None:
+        raise SystemExit("PostgreSQL is not installed: run as root `make system-deps` first")
+    server, root = _start_cluster(bin_dir)
+    work = Path(tempfile.mkdtemp(prefix="lifeboat-bench-"))
+    env = {**os.environ, "PGPASSWORD": server.password, "LIFEBOAT_DB_PASSWORD": server.password}
+    moto = None
+    try:
+        db_bytes = fill_database(server, bin_dir, "bench", args.size_mb, env)
+        url = f"postgresql://{server.user}@{server.host}:{server.port}/bench"
+        pg_args = ["-h", server.host, "-p", str(server.port), "-U", server.user]
+        runs: list[Run] = []
+        print(f"database size: {db_bytes / 2**20:.0f} MiB; running...", flush=True)
+
+        base = measure(
+            "pg_dump -Fc -Z0 > /dev/null",
+            ["pg_dump", "-Fc", "-Z0", *pg_args, "bench"],
+            env,
+            stdout=subprocess.DEVNULL,
+        )
+        runs.append(base)
+        for compression in ("none", "zstd"):
+            target = work / f"local-{compression}"
+            run = measure(
+                f"lifeboat backup {compression} -> dir",
+                [
+                    LIFEBOAT,
+                    "backup",
+                    url,
+                    str(target),
+                    "--compression",
+                    compression,
+                    "--progress",
+                    "none",
+                ],
+                env,
+                stdout=subprocess.DEVNULL,
+            )
+            run.output_bytes = sum(p.stat().st_size for p in target.iterdir())
+            run.baseline = base.name
+            runs.append(run)
+
+        if not args.skip_s3:
+            import boto3
+            from moto.server import ThreadedMotoServer
+
+            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            moto.start()
+            host, port = moto.get_host_and_port()
+            s3_env = {
+                **env,
+                "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+            boto3.client(
+                "s3",
+                endpoint_url=s3_env["AWS_ENDPOINT_URL"],
+                aws_access_key_id="bench",
+                aws_secret_access_key="bench",
+                region_name="us-east-1",
+            ).create_bucket(Bucket="bench")
+            run = measure(
+                "lifeboat backup zstd -> S3",
+                [LIFEBOAT, "backup", url, "s3://bench/run/", "--progress", "none"],
+                s3_env,
+                stdout=subprocess.DEVNULL,
+            )
+            run.baseline = base.name
+            runs.append(run)
+
+        if not args.skip_restore:
+            dump_file = work / "bench.dump"
+            with dump_file.open("wb") as out:
+                subprocess.run(
+                    ["pg_dump", "-Fc", *pg_args, "bench"], env=env, stdout=out, check=True
+                )
+            with server.connect() as conn:
+                conn.execute("CREATE DATABASE restore_baseline")
+            rbase = measure(
+                "pg_restore -d (from -Fc file)",
+                ["pg_restore", *pg_args, "-d", "restore_baseline", str(dump_file)],
+                env,
+            )
+            runs.append(rbase)
+            run = measure(
+                "lifeboat restore zstd <- dir",
+                [
+                    LIFEBOAT,
+                    "restore",
+                    str(work / "local-zstd"),
+                    f"postgresql://{server.user}@{server.host}:{server.port}/restore_lifeboat",
+                    "--progress",
+                    "none",
+                ],
+                env,
+                stdout=subprocess.DEVNULL,
+            )
+            run.baseline = rbase.name
+            runs.append(run)
+
+        print_table(runs, db_bytes)
+    finally:
+        if moto is not None:
+            moto.stop()
+        subprocess.run(
+            _as_postgres(
+                [str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "stop"]
+            ),
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(runs: list[Run], db_bytes: int) -> None:
+    by_name = {r.name: r for r in runs}
+    header = f"{'run':<34} {'seconds':>8} {'MiB/s':>8} {'peak RSS MiB':>13} {'output MiB':>11} "
+    header += f"{'time vs baseline':>17}"
+    print()
+    print(f"database: {db_bytes / 2**20:.0f} MiB (pg_database_size); cores: {os.cpu_count()}")
+    print(header)
+    print("-" * len(header))
+    for run in runs:
+        rate = db_bytes / 2**20 / run.seconds
+        ratio = (
+            f"{run.seconds / by_name[run.baseline].seconds:.2f}x" if run.baseline else "baseline"
+        )
+        out = f"{run.output_bytes / 2**20:.0f}" if run.output_bytes is not None else "-"
+        print(
+            f"{run.name:<34} {run.seconds:>8.1f} {rate:>8.1f} {run.peak_rss_mib:>13.0f} "
+            f"{out:>11} {ratio:>17}"
+        )
+
+
+if __name__ == "__main__":
+    main()
