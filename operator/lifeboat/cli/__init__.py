@@ -57,10 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     debug = bool(args.debug or os.environ.get("LIFEBOAT_DEBUG"))
+    # Libraries (botocore, urllib3) speak at WARNING; Lifeboat's own lines (and kopf's, for the
+    # operator) at INFO; everything with --debug.
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
+        level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not debug:
+        logging.getLogger("lifeboat").setLevel(logging.INFO)
+        logging.getLogger("kopf").setLevel(logging.INFO)
     handler: Handler = args.handler
     try:
         with _signals_interrupt():
