@@ -264,7 +264,7 @@ def test_restore_killed_midway_leaves_the_target_unchanged(
     request: pytest.FixtureRequest, tmp_path: Path, engine: str
 ) -> None:
     maker = _big_postgres if engine == "postgresql" else _big_mariadb
-    db, raw = maker(request, 400_000)
+    db, raw = maker(request, 1_000_000)
     url = f"file://{tmp_path}/backups/big/"
     assert lifeboat("backup", db.url, url, "--progress", "none", env=db.env).returncode == 0
     damage(db)
@@ -290,13 +290,12 @@ def test_restore_killed_midway_leaves_the_target_unchanged(
     killed_at = None
     for line in proc.stderr:
         snapshot = json.loads(line)["progress"] if line.startswith("{") else None
-        if snapshot and snapshot["stage"] == "restoring" and snapshot["percent"] >= 20:
+        if snapshot and snapshot["stage"] == "restoring" and snapshot["percent"] >= 10:
             proc.send_signal(signal.SIGKILL)
             killed_at = snapshot["percent"]
             break
-    proc.wait(timeout=60)
     assert killed_at is not None, "the restore finished before the kill"
-    assert killed_at < 100
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the restore exited before the kill landed"
 
     _wait_until_no_sessions_on(engine, raw)
     assert db.fingerprint() == before

@@ -26,7 +26,7 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, ClassVar, cast
 
@@ -64,8 +64,7 @@ _VERIFY_MARKER = "lifeboat verification failed: "
 _USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'"
 # Ordinary tables (partitions included) that pg_dump dumps data for: not in system schemas and
 # not members of an extension (those are recreated by CREATE EXTENSION, not restored row by row).
-_USER_TABLES_SQL = f"""
-SELECT n.nspname, c.relname, coalesce(pg_catalog.pg_table_size(c.oid), 0)
+_USER_TABLES_FROM = f"""
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND {_USER_SCHEMAS}
@@ -75,6 +74,11 @@ WHERE c.relkind = 'r' AND {_USER_SCHEMAS}
       AND d.objid = c.oid AND d.deptype = 'e')
 ORDER BY 1, 2
 """
+_USER_TABLES_SQL = "SELECT n.nspname, c.relname" + _USER_TABLES_FROM
+# pg_table_size locks each table; only inspect() asks for it, never the snapshot session.
+_USER_TABLE_SIZES_SQL = (
+    "SELECT n.nspname, c.relname, coalesce(pg_catalog.pg_table_size(c.oid), 0)" + _USER_TABLES_FROM
+)
 
 _DUMPING_TABLE = re.compile(r'dumping contents of table "(?P<name>.+)"$')
 _RESTORING_TABLE = re.compile(r'processing data for table "(?P<name>.+)"$')
@@ -270,7 +274,15 @@ class _PostgresDump:
     def finish(self) -> DumpSummary:
         code = self._tool.wait()
         if code != 0:
-            raise DumpFailed(f"pg_dump failed: {_tool_error(self._tool)}")
+            line = _tool_error(self._tool).removeprefix("pg_dump: ")
+            if "statement timeout" in line or "could not obtain lock" in line:
+                # pg_dump sets statement_timeout only while it locks tables (--lock-wait-timeout).
+                raise DumpFailed(
+                    f"pg_dump could not lock every table within {LOCK_WAIT_TIMEOUT}: a DDL "
+                    "statement (ALTER, DROP, TRUNCATE...) was waiting on a table as the backup "
+                    f"started; retry the backup ({line})"
+                )
+            raise DumpFailed(f"pg_dump failed: {line}")
         self._items.finish()
         self._counter.join()
         if not self._counted:
@@ -421,7 +433,7 @@ class PostgresEngine:
         with self._connect() as conn:
             try:
                 version_row = conn.execute("SHOW server_version").fetchone()
-                rows = conn.execute(_USER_TABLES_SQL).fetchall()
+                rows = conn.execute(_USER_TABLE_SIZES_SQL).fetchall()
             except psycopg.Error as exc:
                 raise DatabaseError(
                     f"reading the catalog of '{self.url.database}' failed: {_first_line(exc)}"
@@ -463,7 +475,7 @@ class PostgresEngine:
             )
             tables = [
                 (schema, table, f"{schema}.{table}")
-                for schema, table, _ in conn.execute(_USER_TABLES_SQL).fetchall()
+                for schema, table in conn.execute(_USER_TABLES_SQL).fetchall()
             ]
             if tables:
                 conn.execute(
@@ -514,7 +526,7 @@ class PostgresEngine:
         existing_schemas = self._target_schemas()
         notes: list[str] = []
         with tempfile.TemporaryDirectory(prefix="lifeboat-pg-restore-") as tmp:
-            head, listing = self._read_toc(source, Path(tmp) / "toc.list")
+            replay, listing = self._read_toc(source, Path(tmp) / "toc.list")
             created = existing_schemas is None
             if created:
                 self._create_database()
@@ -524,7 +536,7 @@ class PostgresEngine:
                 if options.keep_extra_objects and existing_schemas:
                     use_list = Path(tmp) / "restore.list"
                     use_list.write_text(_skip_existing_schemas(listing, existing_schemas))
-                self._load(source, head, manifest, progress, options, use_list)
+                self._load(replay, manifest, progress, options, use_list)
             except BaseException as exc:
                 if created:
                     self._drop_created_database(exc)
@@ -588,7 +600,7 @@ class PostgresEngine:
                 f"dropped again: {_first_line(exc)}"
             )
 
-    def _read_toc(self, source: Readable, listing_path: Path) -> tuple[list[bytes], str]:
+    def _read_toc(self, source: Readable, listing_path: Path) -> tuple[_Replay, str]:
         """Feed the stream's start to `pg_restore --list` until it has read the archive's TOC.
 
         This proves the stream is a pg_dump archive before anything is touched, and gives the
@@ -600,13 +612,12 @@ class PostgresEngine:
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
         )
-        head: list[bytes] = []
+        replay = _Replay(source)
         try:
             while lister.proc.poll() is None:
-                chunk = source.read(CHUNK_SIZE)
+                chunk = replay.read_ahead(CHUNK_SIZE)
                 if not chunk:
                     break
-                head.append(chunk)
                 try:
                     lister.stdin.write(chunk)
                     lister.stdin.flush()
@@ -623,12 +634,11 @@ class PostgresEngine:
                 f"the backup is not a readable pg_dump archive: {_tool_error(lister)}; "
                 "nothing was restored"
             )
-        return head, listing_path.read_text(encoding="utf-8", errors="replace")
+        return replay, listing_path.read_text(encoding="utf-8", errors="replace")
 
     def _load(
         self,
         source: Readable,
-        head: list[bytes],
         manifest: Manifest,
         progress: Progress,
         options: RestoreOptions,
@@ -646,35 +656,16 @@ class PostgresEngine:
             restore_argv += ["--clean", "--if-exists"]
             if use_list is not None:
                 restore_argv.append(f"--use-list={use_list}")
-        psql_argv = [
-            "psql",
-            "--no-psqlrc",
-            "--quiet",
-            "--no-password",
-            "--set=ON_ERROR_STOP=1",
-            "--file=-",
-            f"--dbname={self._conninfo(application='lifeboat-restore')}",
-        ]
-        preamble = "BEGIN;\nSET client_min_messages = error;\n" + _COMMIT_GATE
-        if not options.keep_extra_objects:
-            preamble += _DROP_EVERYTHING
-        preamble += _ENSURE_PUBLIC_SCHEMA
+        preamble = _restore_preamble(keep_extra_objects=options.keep_extra_objects)
         items = _ItemTracker(progress, _RESTORING_TABLE)
-
-        psql = ToolProcess(
-            psql_argv,
-            env=self._tool_env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            secrets=self._secrets(),
-        )
+        psql = self._start_psql()
         restorer: ToolProcess | None = None
         committed = False
         try:
             restorer = ToolProcess(restore_argv, stdin=subprocess.PIPE, on_line=items.on_line)
-            relay = _SqlRelay(restorer.stdout, psql.stdin, preamble.encode(), restorer.kill)
+            relay = _SqlRelay(restorer.stdout, psql.stdin, preamble, restorer.kill)
             relay.start()
-            fed_all = _feed(restorer.stdin, head, source)
+            fed_all = _feed(restorer.stdin, source)
             if fed_all:
                 with contextlib.suppress(BrokenPipeError):
                     restorer.stdin.close()
@@ -684,6 +675,7 @@ class PostgresEngine:
                 while source.read(CHUNK_SIZE):
                     pass
             relay.join()
+            restorer.stdout.close()
             if relay.failed is not None or psql.proc.poll() is not None:
                 raise self._psql_failure(psql)
             if restore_code != 0:
@@ -705,6 +697,29 @@ class PostgresEngine:
                 psql.kill()  # first: without our COMMIT the server rolls everything back
                 if restorer is not None:
                     restorer.kill()
+
+    def _start_psql(self) -> ToolProcess:
+        """psql reading SQL on stdin, stopping at the first error.
+
+        Deliberately not `--single-transaction`: that makes psql COMMIT at the end of its input,
+        and a worker that is killed closes psql's input. Our script opens the transaction itself
+        and only the last thing we write commits it; an input that ends early rolls back.
+        """
+        return ToolProcess(
+            [
+                "psql",
+                "--no-psqlrc",
+                "--quiet",
+                "--no-password",
+                "--set=ON_ERROR_STOP=1",
+                "--file=-",
+                f"--dbname={self._conninfo(application='lifeboat-restore')}",
+            ],
+            env=self._tool_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            secrets=self._secrets(),
+        )
 
     def _verification(self, manifest: Manifest) -> bytes:
         expected = json.dumps(manifest.row_counts, ensure_ascii=True, sort_keys=True)
@@ -744,7 +759,7 @@ class PostgresEngine:
         wanted = set(manifest.row_counts)
         counts: dict[str, int] = {}
         with self._connect() as conn:
-            for schema, table, _ in conn.execute(_USER_TABLES_SQL).fetchall():
+            for schema, table in conn.execute(_USER_TABLES_SQL).fetchall():
                 name = f"{schema}.{table}"
                 if name in wanted:
                     row = conn.execute(
@@ -756,21 +771,59 @@ class PostgresEngine:
         return counts
 
 
-def _feed(sink: IO[bytes], head: Sequence[bytes], source: Readable) -> bool:
-    """Write the already-read head, then `source` to its end, into pg_restore.
+def _restore_preamble(*, keep_extra_objects: bool) -> bytes:
+    """What psql runs before pg_restore's SQL: open the transaction, arm the commit gate, and
+    (unless objects are kept) empty the target."""
+    preamble = "BEGIN;\nSET client_min_messages = error;\n" + _COMMIT_GATE
+    if not keep_extra_objects:
+        preamble += _DROP_EVERYTHING
+    return (preamble + _ENSURE_PUBLIC_SCHEMA).encode()
 
-    False when pg_restore stopped reading (it died: the caller asks it why). Errors of
+
+def _feed(sink: IO[bytes], source: Readable) -> bool:
+    """Write `source` to its end into pg_restore.
+
+    False when pg_restore stopped reading (it exited: the caller asks it why). Errors of
     `source.read` propagate unchanged: they are the reason the restore stops.
     """
     try:
-        for chunk in head:
-            sink.write(chunk)
         while chunk := source.read(CHUNK_SIZE):
             sink.write(chunk)
         sink.flush()
     except BrokenPipeError:
         return False
     return True
+
+
+class _Replay:
+    """The restore's source, with the bytes already read for the TOC handed out again first.
+
+    It remembers the end of `source`, so `source.read` is never called again after b"".
+    """
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+        self._head: list[bytes] = []
+        self._at_end = False
+
+    def read_ahead(self, n: int) -> bytes:
+        """Read from the source and keep the bytes for the replay."""
+        chunk = self._read_source(n)
+        if chunk:
+            self._head.append(chunk)
+        return chunk
+
+    def read(self, n: int = -1, /) -> bytes:
+        if self._head:
+            return self._head.pop(0)
+        return self._read_source(n)
+
+    def _read_source(self, n: int) -> bytes:
+        if self._at_end:
+            return b""
+        chunk = self._source.read(n)
+        self._at_end = not chunk
+        return chunk
 
 
 def _skip_existing_schemas(listing: str, existing: set[str]) -> str:
