@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.s3",
     "tests.support.postgres",
     "tests.support.mariadb",
+    "tests.support.kube.fixtures",
 ]

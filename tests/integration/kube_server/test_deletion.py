@@ -1,0 +1,179 @@
+"""Finalizers, ownerReference garbage collection, namespace deletion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes
+import pytest
+
+from .helpers import Widgets, status_of, widget
+
+
+@pytest.fixture
+def core(kube_api: kubernetes.client.ApiClient) -> kubernetes.client.CoreV1Api:
+    return kubernetes.client.CoreV1Api(kube_api)
+
+
+@pytest.fixture
+def widgets(kube_api: kubernetes.client.ApiClient) -> Widgets:
+    return Widgets(kube_api)
+
+
+def owned_config_map(name: str, owner: dict[str, Any], **meta: object) -> dict[str, Any]:
+    ref = {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+    }
+    return {"metadata": {"name": name, "ownerReferences": [ref], **meta}, "data": {"k": "v"}}
+
+
+def config_map_names(core: kubernetes.client.CoreV1Api) -> list[str]:
+    return sorted(cm.metadata.name for cm in core.list_namespaced_config_map("default").items)
+
+
+def test_delete_with_finalizers_marks_then_removes_when_finalizers_are_emptied(
+    widgets: Widgets,
+) -> None:
+    body = widget()
+    body["metadata"]["finalizers"] = ["example.dev/cleanup"]
+    widgets.create(body)
+    marked = widgets.delete()
+    assert marked["metadata"]["deletionTimestamp"]
+    assert marked["metadata"]["generation"] == 2
+    assert widgets.get()["metadata"]["deletionTimestamp"] == marked["metadata"]["deletionTimestamp"]
+    widgets.delete()  # deleting again is harmless
+    widgets.patch("w1", {"metadata": {"finalizers": None}})
+    assert not widgets.exists()
+
+
+def test_no_new_finalizers_on_an_object_being_deleted(widgets: Widgets) -> None:
+    body = widget()
+    body["metadata"]["finalizers"] = ["example.dev/a"]
+    widgets.create(body)
+    widgets.delete()
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        widgets.patch("w1", {"metadata": {"finalizers": ["example.dev/a", "example.dev/b"]}})
+    assert err.value.status == 422
+    assert "no new finalizers can be added" in status_of(err.value)["message"]
+
+
+def test_deleting_an_owner_deletes_its_dependents(
+    core: kubernetes.client.CoreV1Api, widgets: Widgets
+) -> None:
+    owner = widgets.create(widget())
+    core.create_namespaced_config_map("default", owned_config_map("child", owner))
+    core.create_namespaced_config_map("default", {"metadata": {"name": "unrelated"}})
+    widgets.delete()
+    assert config_map_names(core) == ["unrelated"]
+
+
+def test_dependents_wait_for_their_own_finalizers(
+    core: kubernetes.client.CoreV1Api, widgets: Widgets
+) -> None:
+    owner = widgets.create(widget())
+    core.create_namespaced_config_map(
+        "default", owned_config_map("child", owner, finalizers=["example.dev/keep"])
+    )
+    widgets.delete()
+    child = core.read_namespaced_config_map("child", "default")
+    assert child.metadata.deletion_timestamp is not None
+    core.patch_namespaced_config_map(
+        "child", "default", [{"op": "remove", "path": "/metadata/finalizers"}]
+    )
+    assert "child" not in config_map_names(core)
+
+
+def test_orphan_propagation_keeps_dependents_without_the_owner_reference(
+    core: kubernetes.client.CoreV1Api, widgets: Widgets
+) -> None:
+    owner = widgets.create(widget())
+    core.create_namespaced_config_map("default", owned_config_map("child", owner))
+    widgets.delete(propagation_policy="Orphan")
+    assert core.read_namespaced_config_map("child", "default").metadata.owner_references is None
+
+
+def test_foreground_deletion_removes_dependents_first(
+    core: kubernetes.client.CoreV1Api, widgets: Widgets
+) -> None:
+    owner = widgets.create(widget())
+    core.create_namespaced_config_map(
+        "default", owned_config_map("child", owner, finalizers=["example.dev/keep"])
+    )
+    widgets.delete(propagation_policy="Foreground")
+    assert "foregroundDeletion" in widgets.get()["metadata"]["finalizers"]
+    core.patch_namespaced_config_map(
+        "child", "default", [{"op": "remove", "path": "/metadata/finalizers"}]
+    )
+    assert not widgets.exists()
+
+
+def test_jobs_are_orphaned_by_default_with_a_warning(kube_api: kubernetes.client.ApiClient) -> None:
+    batch = kubernetes.client.BatchV1Api(kube_api)
+    core = kubernetes.client.CoreV1Api(kube_api)
+    job = batch.create_namespaced_job(
+        "default",
+        {
+            "metadata": {"name": "j"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "x:1"}],
+                    }
+                }
+            },
+        },
+    )
+    owner = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j", "uid": job.metadata.uid},
+    }
+    core.create_namespaced_config_map("default", owned_config_map("child", owner))
+    batch.delete_namespaced_job("j", "default")
+    assert "child" in config_map_names(core)
+
+
+def test_deleting_a_namespace_deletes_its_contents(
+    core: kubernetes.client.CoreV1Api, kube_api: kubernetes.client.ApiClient
+) -> None:
+    core.create_namespace({"metadata": {"name": "scratch"}})
+    assert core.read_namespace("scratch").metadata.labels == {
+        "kubernetes.io/metadata.name": "scratch"
+    }
+    Widgets(kube_api, "scratch").create(widget())
+    core.create_namespaced_config_map("scratch", {"metadata": {"name": "c"}})
+    core.delete_namespace("scratch")
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        core.read_namespace("scratch")
+    assert err.value.status == 404
+    assert Widgets(kube_api, "scratch").list()["items"] == []
+
+
+def test_a_terminating_namespace_accepts_no_new_objects(
+    core: kubernetes.client.CoreV1Api, kube_api: kubernetes.client.ApiClient
+) -> None:
+    core.create_namespace({"metadata": {"name": "scratch"}})
+    blocker = widget("blocker")
+    blocker["metadata"]["finalizers"] = ["example.dev/keep"]
+    Widgets(kube_api, "scratch").create(blocker)
+    core.delete_namespace("scratch")
+    assert core.read_namespace("scratch").status.phase == "Terminating"
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        core.create_namespaced_config_map("scratch", {"metadata": {"name": "c"}})
+    assert err.value.status == 403
+    Widgets(kube_api, "scratch").patch("blocker", {"metadata": {"finalizers": None}})
+    with pytest.raises(kubernetes.client.ApiException):
+        core.read_namespace("scratch")
+
+
+def test_delete_preconditions(widgets: Widgets) -> None:
+    widgets.create(widget())
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        widgets.delete(body={"preconditions": {"uid": "not-the-uid"}})
+    assert err.value.status == 409
+    assert widgets.exists()
