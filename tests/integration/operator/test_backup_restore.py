@@ -1,0 +1,93 @@
+"""Backup applied -> one Job -> real worker -> real database and S3 -> status; then Restore."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.operator.conftest import Cluster, OperatorControl
+from tests.support import postgres as pg
+
+
+def postgres_backup_spec(db: pg.PgDatabase, s3: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "database": {
+            "engine": "postgresql",
+            "host": db.server.host,
+            "port": db.server.port,
+            "name": db.name,
+            "user": db.server.user,
+            "passwordSecretRef": {"name": "db", "key": "password"},
+        },
+        "storage": {
+            "s3": {
+                "bucket": s3.bucket,
+                "prefix": "team/",
+                "endpoint": s3.endpoint,
+                "region": "us-east-1",
+                "credentialsSecretRef": {"name": "s3"},
+                "forcePathStyle": True,
+            }
+        },
+        "compression": "zstd",
+        **extra,
+    }
+
+
+def secrets_for(cluster: Cluster, db: pg.PgDatabase, s3: Any) -> None:
+    cluster.secret("db", {"password": db.password})
+    cluster.secret(
+        "s3",
+        {
+            "AWS_ACCESS_KEY_ID": s3.env["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": s3.env["AWS_SECRET_ACCESS_KEY"],
+        },
+    )
+
+
+def test_backup_completes_with_artifact_and_progress_then_restore_brings_data_back(
+    cluster: Cluster, lifeboat_operator: OperatorControl, pg_database: pg.PgDatabase, s3_bucket: Any
+) -> None:
+    expected_counts = pg.seed_sample_schema(pg_database, large_object=False)
+    original = pg_database.fingerprint()
+    secrets_for(cluster, pg_database, s3_bucket)
+
+    cluster.create("backups", "shop-db", postgres_backup_spec(pg_database, s3_bucket))
+    status = cluster.wait_phase("backups", "shop-db", "Completed", "Failed")
+
+    assert status["phase"] == "Completed", status
+    artifact = status["artifact"]
+    assert artifact["uri"].startswith(f"s3://{s3_bucket.bucket}/team/default/shop-db-")
+    assert len(artifact["sha256"]) == 64
+    assert artifact["size"] > 0
+    assert artifact["rows"] == sum(expected_counts.values())
+    stored = s3_bucket.client.head_object(
+        Bucket=s3_bucket.bucket, Key=artifact["uri"].removeprefix(f"s3://{s3_bucket.bucket}/")
+    )
+    assert stored["ContentLength"] == artifact["size"]
+    assert status["progress"]["percent"] == 100
+    assert status["progress"]["percentText"] == "100%"
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert ready["status"] == "True"
+    assert status["observedGeneration"] == 1
+    assert len(cluster.jobs()) == 1
+    reasons = [reason for reason, _ in cluster.events_for("shop-db")]
+    assert "JobCreated" in reasons
+    assert "Completed" in reasons
+
+    pg_database.execute("DELETE FROM shop.orders WHERE id > 10")
+    pg_database.execute("CREATE TABLE shop.added_later (id int)")
+    assert pg_database.fingerprint() != original
+
+    cluster.create("restores", "shop-db-restore", {"backupRef": {"name": "shop-db"}})
+    restored = cluster.wait_phase("restores", "shop-db-restore", "Completed", "Failed")
+
+    assert restored["phase"] == "Completed", restored
+    assert pg_database.fingerprint() == original
+    verification = restored["verification"]
+    assert verification["checksumVerified"] is True
+    assert verification["rowCountsMatched"] is True
+    assert verification["rowsVerified"] == sum(expected_counts.values())
+    assert verification["backupName"] == "shop-db"
+    assert verification["sha256"] == artifact["sha256"]
+    assert restored["progress"]["percent"] == 100
+    assert restored["engine"] == "postgresql"
