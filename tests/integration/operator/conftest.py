@@ -88,7 +88,9 @@ class Cluster:
     def delete(self, plural: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name)
 
-    def wait_phase(self, plural: str, name: str, *phases: str, timeout: float = 60) -> dict[str, Any]:
+    def wait_phase(
+        self, plural: str, name: str, *phases: str, timeout: float = 60
+    ) -> dict[str, Any]:
         self.wait_for(lambda: self.status(plural, name).get("phase") in phases, timeout=timeout)
         return self.status(plural, name)
 
