@@ -102,9 +102,7 @@ class Cluster:
 
     def events_for(self, name: str) -> list[tuple[str, str]]:
         events = self.core.list_namespaced_event(self.namespace).items
-        return [
-            (e.reason, e.message or "") for e in events if e.involved_object.name == name
-        ]
+        return [(e.reason, e.message or "") for e in events if e.involved_object.name == name]
 
 
 @pytest.fixture
@@ -162,3 +160,35 @@ def lifeboat_operator(kube_server: KubeServer, kubeconfig: Path) -> Iterator[Ope
         yield control
     finally:
         control.stop()
+
+
+@dataclass
+class SqliteShop:
+    """A SQLite database on a 'PersistentVolumeClaim' and a backup volume, for fast Jobs."""
+
+    db_path: Path
+    backups: Path
+
+    def spec(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "database": {
+                "engine": "sqlite",
+                "persistentVolumeClaim": "app-data",
+                "path": "shop.db",
+            },
+            "storage": {"volume": {"persistentVolumeClaim": "backups", "path": "nightly"}},
+            **extra,
+        }
+
+
+@pytest.fixture
+def sqlite_shop(cluster: Cluster, tmp_path: Path) -> SqliteShop:
+    from lifeboat.cli.demo import create_shop
+
+    data, backups = tmp_path / "app-data", tmp_path / "backups"
+    data.mkdir()
+    backups.mkdir()
+    create_shop(data / "shop.db", orders=300)
+    cluster.runner.volumes["app-data"] = data
+    cluster.runner.volumes["backups"] = backups
+    return SqliteShop(db_path=data / "shop.db", backups=backups)

@@ -257,6 +257,10 @@ class JobRunner:
         """Keep this Job from starting until `release()` (as if its Pod could not be scheduled)."""
         self._held.add((namespace, name))
 
+    def hold_when(self, predicate: Callable[[str, str], bool] | None) -> None:
+        """Hold every Job for which `predicate(namespace, name)` is true, until `release()`."""
+        self._hold_fn = predicate
+
     def release(self, name: str, namespace: str = "default") -> None:
         self._held.discard((namespace, name))
         self._released.add((namespace, name))
