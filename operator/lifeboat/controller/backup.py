@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -33,7 +34,14 @@ from lifeboat.controller.jobs import (
     resource_lock,
     write_verdict,
 )
-from lifeboat.controller.transitions import JobState, Verdict, set_condition, view_job
+from lifeboat.controller.transitions import (
+    JobState,
+    JobView,
+    Verdict,
+    set_condition,
+    stuck_pod,
+    view_job,
+)
 from lifeboat.kube.objects import (
     create_or_adopt_job,
     delete_job,
@@ -100,6 +108,9 @@ def clean_up_storage(api: client.ApiClient, body: Object, config: OperatorConfig
         _cleanup_condition(api, body, ConditionStatus.UNKNOWN, "Deleting", "deleting from storage")
     pods = list_job_pods(api, namespace, job_name)
     view = view_job(job, pods)
+    stuck = stuck_pod(pods, datetime.now(UTC), config.stuck_pod_seconds)
+    if stuck is not None:
+        view = JobView(JobState.FAILED, reason=stuck[0], message=stuck[1])
     if view.state is JobState.SUCCEEDED:
         delete_job(api, namespace, job_name)
         post_event(body, "Normal", "StorageCleaned", "artifact and manifest deleted")

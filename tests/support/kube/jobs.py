@@ -856,9 +856,14 @@ class JobRunner:
             state.processes.discard(process)
             self._processes.pop((namespace, name), None)
             self.pod_logs.finish(namespace, name, cname)
+        message = ""
+        if returncode != 0 and container.get("terminationMessagePolicy") == (
+            "FallbackToLogsOnError"
+        ):
+            message = _log_tail(log_path)
         if returncode < 0:
-            return 128 - returncode, "Error", ""
-        return returncode, "Completed" if returncode == 0 else "Error", ""
+            return 128 - returncode, "Error", message
+        return returncode, "Completed" if returncode == 0 else "Error", message
 
     def _which(self, command: str, image: Image) -> str | None:
         if command in image.executables:
@@ -1017,6 +1022,17 @@ class JobRunner:
                 for k, v in (obj.get("data") or {}).items()
             }
         return dict(obj.get("data") or {})
+
+
+def _log_tail(path: pathlib.Path, lines: int = 80, limit: int = 2048) -> str:
+    """What the kubelet puts in a failed container's termination message under
+    `FallbackToLogsOnError`: the last 80 lines or 2048 bytes of its log, whichever is smaller."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    tail = b"\n".join(data.rstrip(b"\n").split(b"\n")[-lines:])[-limit:]
+    return tail.decode("utf-8", "replace")
 
 
 def _parse_time(value: str) -> datetime.datetime:
