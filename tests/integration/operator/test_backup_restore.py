@@ -91,3 +91,53 @@ def test_backup_completes_with_artifact_and_progress_then_restore_brings_data_ba
     assert verification["sha256"] == artifact["sha256"]
     assert restored["progress"]["percent"] == 100
     assert restored["engine"] == "postgresql"
+
+
+def test_mariadb_backup_restored_into_a_new_database_through_spec_target(
+    cluster: Cluster, lifeboat_operator: OperatorControl, mariadb_databases: Any, s3_bucket: Any
+) -> None:
+    from tests.support import mariadb as maria
+
+    source = mariadb_databases.create()
+    maria.seed_sample_schema(source, bulk_rows=200)
+    target = mariadb_databases.reserve()  # does not exist yet: the restore creates it
+    cluster.secret("db", {"password": source.password})
+    cluster.secret(
+        "s3",
+        {
+            "AWS_ACCESS_KEY_ID": s3_bucket.env["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": s3_bucket.env["AWS_SECRET_ACCESS_KEY"],
+        },
+    )
+    database = {
+        "engine": "mariadb",
+        "host": source.server.host,
+        "port": source.server.port,
+        "name": source.name,
+        "user": "lifeboat",
+        "passwordSecretRef": {"name": "db", "key": "password"},
+    }
+    storage = {
+        "s3": {
+            "bucket": s3_bucket.bucket,
+            "endpoint": s3_bucket.endpoint,
+            "credentialsSecretRef": {"name": "s3"},
+            "forcePathStyle": True,
+        }
+    }
+    cluster.create("backups", "shop-mysql", {"database": database, "storage": storage})
+    backup = cluster.wait_phase("backups", "shop-mysql", "Completed", "Failed")
+    assert backup["phase"] == "Completed", backup
+    assert backup["artifact"]["engine"] == "mariadb"
+
+    cluster.create(
+        "restores",
+        "shop-mysql-copy",
+        {"backupRef": {"name": "shop-mysql"}, "target": {**database, "name": target.name}},
+    )
+    restored = cluster.wait_phase("restores", "shop-mysql-copy", "Completed", "Failed")
+
+    assert restored["phase"] == "Completed", restored
+    assert restored["database"] == target.name
+    assert target.row_counts() == source.row_counts()
+    assert maria.fingerprint(target) == maria.fingerprint(source)
