@@ -305,7 +305,7 @@ def test_interrupted_upload_leaves_nothing_in_the_bucket(
     request: pytest.FixtureRequest,
 ) -> None:
     s3 = request.getfixturevalue("s3_bucket")
-    db, _ = _big_postgres(request, 600_000)
+    db, _ = _big_postgres(request, 1_500_000)
     url = s3.url("interrupted")
     proc = subprocess.Popen(
         [

@@ -224,3 +224,15 @@ def test_progress_is_measured_monotonic_and_ends_at_100(shop: Path, tmp_path: Pa
         assert [s for s in seen if s.percent == 100.0] == [seen[-1]]
         assert seen[-1].items_done == len(manifest.tables)
         assert seen[-1].bytes_done > 0
+
+
+def test_failure_after_publishing_takes_the_artifact_back(shop: Path, tmp_path: Path) -> None:
+    storage = open_storage(str(tmp_path / "b"))
+
+    def manifest_write_fails(key: str, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    storage.put_bytes = manifest_write_fails  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="No space"):
+        run_backup(engine_for(shop), storage, Progress("backup"))
+    assert list((tmp_path / "b").iterdir()) == []

@@ -31,6 +31,8 @@ from typing import Any
 import pymysql
 import pytest
 
+from tests.support.e2e import E2E_SETTINGS
+
 USER = "lifeboat"
 PASSWORD = "lb p@ss'w\"rd\\ #;$(x) é"
 _START_TIMEOUT = 60.0
@@ -232,7 +234,7 @@ def _start_server(base: Path) -> MariaDBServer:
             f"--datadir={datadir}",
             f"--socket={sock}",
             f"--port={port}",
-            "--bind-address=127.0.0.1",
+            f"--bind-address={E2E_SETTINGS.bind_address}",
             f"--pid-file={base / 'mariadbd.pid'}",
             f"--log-error={log}",
             "--skip-name-resolve",

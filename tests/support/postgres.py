@@ -30,6 +30,7 @@ import pytest
 from psycopg import sql
 
 from lifeboat.worker.database_url import DatabaseURL, parse_database_url
+from tests.support.e2e import E2E_SETTINGS
 
 ROLE = "lifeboat"
 _SYSTEM_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'"
@@ -362,7 +363,7 @@ def _start_cluster(bin_dir: Path) -> tuple[PostgresServer, Path]:
         conf.write(
             "\n# lifeboat test server\n"
             f"port = {port}\n"
-            "listen_addresses = '127.0.0.1'\n"
+            f"listen_addresses = '{E2E_SETTINGS.bind_address}'\n"
             f"unix_socket_directories = '{socket_dir}'\n"
             "password_encryption = 'scram-sha-256'\n"
             "max_connections = 60\n"
@@ -371,6 +372,9 @@ def _start_cluster(bin_dir: Path) -> tuple[PostgresServer, Path]:
             "full_page_writes = off\n"
             "log_min_messages = warning\n"
         )
+    if E2E_SETTINGS.enabled:  # a real cluster's Pods connect from outside the loopback
+        with (data_dir / "pg_hba.conf").open("a") as hba:
+            hba.write("host all all 0.0.0.0/0 scram-sha-256\n")
     log = root / "server.log"
     started = subprocess.run(
         _as_postgres(

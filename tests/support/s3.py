@@ -21,6 +21,8 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from tests.support.e2e import E2E_SETTINGS
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -101,11 +103,11 @@ def plain_client(endpoint: str) -> S3Client:
 def s3_server() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 and a free port; yields its endpoint URL."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address=E2E_SETTINGS.bind_address, port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
+    _, port = server.get_host_and_port()
     try:
-        yield f"http://{host}:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
 

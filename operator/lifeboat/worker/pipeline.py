@@ -93,30 +93,36 @@ def run_backup(
             writer.write(tail)
         size += len(tail)
         summary = dump.finish()  # raises if the tool failed: the writer then aborts
-    progress.set_stage("verifying")
-    stored = storage.size(key)
-    if stored != size:
-        raise StorageError(
-            f"the stored artifact {storage.uri(key)} has {stored} bytes, {size} were written"
+    try:
+        progress.set_stage("verifying")
+        stored = storage.size(key)
+        if stored != size:
+            raise StorageError(
+                f"the stored artifact {storage.uri(key)} has {stored} bytes, {size} were written"
+            )
+        manifest = Manifest(
+            lifeboat_version=__version__,
+            engine=engine.name,
+            dump_format=engine.dump_format,
+            server_version=info.version,
+            database=engine.url.database,
+            started_at=started,
+            completed_at=_now(),
+            artifact=ArtifactManifest(
+                key=key,
+                compression=options.compression.value,
+                size=size,
+                sha256=digest.hexdigest(),
+                raw_size=raw_size,
+            ),
+            tables=[TableManifest(name=n, rows=r) for n, r in sorted(summary.row_counts.items())],
         )
-    manifest = Manifest(
-        lifeboat_version=__version__,
-        engine=engine.name,
-        dump_format=engine.dump_format,
-        server_version=info.version,
-        database=engine.url.database,
-        started_at=started,
-        completed_at=_now(),
-        artifact=ArtifactManifest(
-            key=key,
-            compression=options.compression.value,
-            size=size,
-            sha256=digest.hexdigest(),
-            raw_size=raw_size,
-        ),
-        tables=[TableManifest(name=n, rows=r) for n, r in sorted(summary.row_counts.items())],
-    )
-    storage.put_bytes(MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
+        storage.put_bytes(MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
+    except BaseException:
+        # Published but not described: take it back, so only complete backups are ever seen.
+        with contextlib.suppress(Exception):
+            storage.delete([key])
+        raise
     progress.finish()
     return manifest
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import kopf
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -26,21 +28,32 @@ from lifeboat.builders.jobs import JobDefaults
 from lifeboat.builders.naming import LABEL_MANAGED_BY, MANAGED_BY
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.operator import register
-from tests.support.kube.jobs import JobRunner
+from tests.support.e2e import E2E_SETTINGS
 from tests.support.kube.operators import run_operator
 from tests.support.kube.server import KubeServer
 
 GROUP, VERSION = "lifeboat.dev", "v1alpha1"
 NAMESPACE = "default"
-TEST_IMAGE = "lifeboat:test"
+TEST_IMAGE = E2E_SETTINGS.image or "lifeboat:test"
+REPO = Path(__file__).resolve().parents[3]
+
+
+class NoLocalRunner:
+    """Stands in for the Job runner on a real cluster, where real Jobs run the real image:
+    scenarios that need the runner's controls (holding Jobs, PVCs as local directories, fake
+    images, counting process starts) are skipped there."""
+
+    def __getattr__(self, name: str) -> Any:
+        pytest.skip(f"needs the local Job runner ({name}): not available on a real cluster")
 
 
 @dataclass
 class Cluster:
     api: client.ApiClient
-    server: KubeServer
-    runner: JobRunner
+    server: KubeServer | None
+    runner: Any  # JobRunner, or NoLocalRunner on a real cluster
     wait_for: Callable[..., Any]
+    kubeconfig: Path
     namespace: str = NAMESPACE
     custom: client.CustomObjectsApi = field(init=False)
     core: client.CoreV1Api = field(init=False)
@@ -106,20 +119,89 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(
-    kube_server: KubeServer,
-    kube_api: client.ApiClient,
-    job_runner: JobRunner,
-    wait_for: Callable[..., Any],
-) -> Cluster:
-    return Cluster(api=kube_api, server=kube_server, runner=job_runner, wait_for=wait_for)
+def cluster(request: pytest.FixtureRequest, wait_for: Callable[..., Any]) -> Iterator[Cluster]:
+    """The test API server with the local Job runner; or, with LIFEBOAT_E2E_KUBECONFIG, a real
+    cluster and a fresh namespace (with the worker's service account and RBAC) per test."""
+    if not E2E_SETTINGS.enabled:
+        yield Cluster(
+            api=request.getfixturevalue("kube_api"),
+            server=request.getfixturevalue("kube_server"),
+            runner=request.getfixturevalue("job_runner"),
+            wait_for=wait_for,
+            kubeconfig=request.getfixturevalue("kubeconfig"),
+        )
+        return
+    assert E2E_SETTINGS.kubeconfig is not None
+    kubeconfig = Path(E2E_SETTINGS.kubeconfig)
+    api = _api_from(kubeconfig)
+    namespace = f"lifeboat-e2e-{uuid.uuid4().hex[:8]}"
+    real = Cluster(
+        api=api,
+        server=None,
+        runner=NoLocalRunner(),
+        wait_for=wait_for,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+    )
+    _prepare_namespace(real)
+    try:
+        yield real
+    finally:
+        _tear_down_namespace(real)
+        api.close()
+
+
+def _api_from(kubeconfig: Path) -> client.ApiClient:
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+def _prepare_namespace(cluster: Cluster) -> None:
+    ns = cluster.namespace
+    cluster.core.create_namespace({"metadata": {"name": ns}})
+    cluster.core.create_namespaced_service_account(ns, {"metadata": {"name": "lifeboat-worker"}})
+    rules = yaml.safe_load((REPO / "charts/lifeboat/files/rbac/worker.yaml").read_text())
+    rbac = client.RbacAuthorizationV1Api(cluster.api)
+    rbac.create_namespaced_role(ns, {"metadata": {"name": "lifeboat-worker"}, "rules": rules})
+    rbac.create_namespaced_role_binding(
+        ns,
+        {
+            "metadata": {"name": "lifeboat-worker"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "lifeboat-worker",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "lifeboat-worker", "namespace": ns}],
+        },
+    )
+
+
+def _tear_down_namespace(cluster: Cluster) -> None:
+    """Finalizers would keep the namespace terminating once no operator runs: drop them."""
+    for plural in ("backups", "restores"):
+        listed = cluster.custom.list_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, plural
+        )
+        for item in listed.get("items", []):
+            with contextlib.suppress(ApiException):
+                cluster.custom.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    cluster.namespace,
+                    plural,
+                    item["metadata"]["name"],
+                    {"metadata": {"finalizers": None}},
+                )
+    cluster.core.delete_namespace(cluster.namespace)
 
 
 def test_config(kubeconfig: Path, **changes: Any) -> OperatorConfig:
     base: dict[str, Any] = {
         "kubeconfig": str(kubeconfig),
         "all_namespaces": True,
-        "job_defaults": JobDefaults(image=TEST_IMAGE),
+        "job_defaults": JobDefaults(image=TEST_IMAGE, image_pull_policy="IfNotPresent"),
         "resync_seconds": 0.5,
         "stuck_pod_seconds": 1.0,
         "backup_wait_seconds": 2.0,
@@ -134,7 +216,7 @@ def test_config(kubeconfig: Path, **changes: Any) -> OperatorConfig:
 class OperatorControl:
     """Start and stop the real operator; each start is a new process-like instance."""
 
-    def __init__(self, server: KubeServer, kubeconfig: Path) -> None:
+    def __init__(self, server: KubeServer | None, kubeconfig: Path) -> None:
         self._server = server
         self._kubeconfig = kubeconfig
         self._stack = contextlib.ExitStack()
@@ -143,7 +225,8 @@ class OperatorControl:
     def start(self, **changes: Any) -> None:
         registry = kopf.OperatorRegistry()
         register(registry, test_config(self._kubeconfig, **changes))
-        self._stack.enter_context(run_operator(registry, self._server, login=False))
+        # login=False: the operator logs in with its own @kopf.on.login, from the kubeconfig.
+        self._stack.enter_context(run_operator(registry, self._server, login=False))  # type: ignore[arg-type]
         self.running = True
 
     def stop(self) -> None:
@@ -153,8 +236,8 @@ class OperatorControl:
 
 
 @pytest.fixture
-def lifeboat_operator(kube_server: KubeServer, kubeconfig: Path) -> Iterator[OperatorControl]:
-    control = OperatorControl(kube_server, kubeconfig)
+def lifeboat_operator(cluster: Cluster) -> Iterator[OperatorControl]:
+    control = OperatorControl(cluster.server, cluster.kubeconfig)
     control.start()
     try:
         yield control

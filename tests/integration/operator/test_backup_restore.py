@@ -6,13 +6,14 @@ from typing import Any
 
 from tests.integration.operator.conftest import Cluster, OperatorControl
 from tests.support import postgres as pg
+from tests.support.e2e import E2E_SETTINGS
 
 
 def postgres_backup_spec(db: pg.PgDatabase, s3: Any, **extra: Any) -> dict[str, Any]:
     return {
         "database": {
             "engine": "postgresql",
-            "host": db.server.host,
+            "host": E2E_SETTINGS.reachable_host(db.server.host),
             "port": db.server.port,
             "name": db.name,
             "user": db.server.user,
@@ -22,7 +23,7 @@ def postgres_backup_spec(db: pg.PgDatabase, s3: Any, **extra: Any) -> dict[str, 
             "s3": {
                 "bucket": s3.bucket,
                 "prefix": "team/",
-                "endpoint": s3.endpoint,
+                "endpoint": E2E_SETTINGS.reachable_url(s3.endpoint),
                 "region": "us-east-1",
                 "credentialsSecretRef": {"name": "s3"},
                 "forcePathStyle": True,
@@ -56,7 +57,7 @@ def test_backup_completes_with_artifact_and_progress_then_restore_brings_data_ba
 
     assert status["phase"] == "Completed", status
     artifact = status["artifact"]
-    assert artifact["uri"].startswith(f"s3://{s3_bucket.bucket}/team/default/shop-db-")
+    assert artifact["uri"].startswith(f"s3://{s3_bucket.bucket}/team/{cluster.namespace}/shop-db-")
     assert len(artifact["sha256"]) == 64
     assert artifact["size"] > 0
     assert artifact["rows"] == sum(expected_counts.values())
@@ -111,7 +112,7 @@ def test_mariadb_backup_restored_into_a_new_database_through_spec_target(
     )
     database = {
         "engine": "mariadb",
-        "host": source.server.host,
+        "host": E2E_SETTINGS.reachable_host(source.server.host),
         "port": source.server.port,
         "name": source.name,
         "user": "lifeboat",
@@ -120,7 +121,7 @@ def test_mariadb_backup_restored_into_a_new_database_through_spec_target(
     storage = {
         "s3": {
             "bucket": s3_bucket.bucket,
-            "endpoint": s3_bucket.endpoint,
+            "endpoint": E2E_SETTINGS.reachable_url(s3_bucket.endpoint),
             "credentialsSecretRef": {"name": "s3"},
             "forcePathStyle": True,
         }

@@ -61,7 +61,6 @@ def test_completed_restore_is_not_run_again_on_reapply_or_restart(
     cluster: Cluster,
     lifeboat_operator: OperatorControl,
     sqlite_shop: SqliteShop,
-    kubeconfig: Path,
     tmp_path: Path,
 ) -> None:
     cluster.create("backups", "nightly", sqlite_shop.spec())
@@ -70,10 +69,10 @@ def test_completed_restore_is_not_run_again_on_reapply_or_restart(
     manifest = tmp_path / "restore.yaml"
     manifest.write_text(
         "apiVersion: lifeboat.dev/v1alpha1\nkind: Restore\n"
-        "metadata: {name: again, namespace: default}\n"
+        f"metadata: {{name: again, namespace: {cluster.namespace}}}\n"
         "spec: {backupRef: {name: nightly}}\n"
     )
-    kubectl = ["kubectl", "--kubeconfig", str(kubeconfig)]
+    kubectl = ["kubectl", "--kubeconfig", str(cluster.kubeconfig)]
     subprocess.run([*kubectl, "apply", "-f", str(manifest)], check=True, capture_output=True)
     restored = cluster.wait_phase("restores", "again", "Completed", "Failed")
     assert restored["phase"] == "Completed", restored

@@ -12,7 +12,7 @@ apiVersion: lifeboat.dev/v1alpha1
 kind: Backup
 metadata:
   name: shop-db
-  namespace: default
+  namespace: {namespace}
 spec:
   database:
     engine: sqlite
@@ -26,9 +26,9 @@ spec:
 """
 
 
-def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def kubectl(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "-n", cluster.namespace, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -51,45 +51,46 @@ def test_apply_get_wait_describe(
     cluster: Cluster,
     lifeboat_operator: OperatorControl,
     sqlite_shop: SqliteShop,
-    kubeconfig: Path,
     tmp_path: Path,
 ) -> None:
     manifest = tmp_path / "backup.yaml"
-    manifest.write_text(MANIFEST)
-    applied = kubectl(kubeconfig, "apply", "-f", str(manifest))
+    manifest.write_text(MANIFEST.format(namespace=cluster.namespace))
+    applied = kubectl(cluster, "apply", "-f", str(manifest))
     assert "backup.lifeboat.dev/shop-db created" in applied.stdout
 
-    waited = kubectl(kubeconfig, "wait", "--for=condition=Ready", "backup/shop-db", "--timeout=60s")
+    waited = kubectl(cluster, "wait", "--for=condition=Ready", "backup/shop-db", "--timeout=60s")
     assert "condition met" in waited.stdout
 
-    header, row = parse_table(kubectl(kubeconfig, "get", "backups").stdout)
+    header, row = parse_table(kubectl(cluster, "get", "backups").stdout)
     assert header == ["NAME", "PHASE", "PROGRESS", "SIZE", "AGE"]
     assert (row["NAME"], row["PHASE"], row["PROGRESS"]) == ("shop-db", "Completed", "100%")
     assert row["SIZE"].endswith(" KiB")
 
-    header, row = parse_table(kubectl(kubeconfig, "get", "backups", "-o", "wide").stdout)
+    header, row = parse_table(kubectl(cluster, "get", "backups", "-o", "wide").stdout)
     assert header[:5] == ["NAME", "PHASE", "PROGRESS", "SIZE", "AGE"]
     assert {"ENGINE", "DATABASE", "JOB"} <= set(header)
     assert row["ENGINE"] == "sqlite"
     assert row["JOB"] == cluster.status("backups", "shop-db")["jobName"]
 
-    described = kubectl(kubeconfig, "describe", "backup", "shop-db").stdout
+    described = kubectl(cluster, "describe", "backup", "shop-db").stdout
     assert "JobCreated" in described
     assert "Completed" in described
 
-    short = kubectl(kubeconfig, "get", "lbb").stdout
+    short = kubectl(cluster, "get", "lbb").stdout
     assert "shop-db" in short
 
-    again = kubectl(kubeconfig, "apply", "-f", str(manifest))
+    again = kubectl(cluster, "apply", "-f", str(manifest))
     assert "unchanged" in again.stdout
 
 
 def test_kubectl_apply_rejects_an_invalid_backup_with_the_field_named(
-    cluster: Cluster, kubeconfig: Path, tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     manifest = tmp_path / "bad.yaml"
-    manifest.write_text(MANIFEST.replace("engine: sqlite", "engine: oracle"))
-    rejected = kubectl(kubeconfig, "apply", "-f", str(manifest), check=False)
+    manifest.write_text(
+        MANIFEST.format(namespace=cluster.namespace).replace("engine: sqlite", "engine: oracle")
+    )
+    rejected = kubectl(cluster, "apply", "-f", str(manifest), check=False)
     assert rejected.returncode != 0
     assert "spec.database.engine" in rejected.stderr
     assert "oracle" in rejected.stderr
