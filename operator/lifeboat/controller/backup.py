@@ -16,8 +16,6 @@ from lifeboat.api import (
     ConditionStatus,
     ConditionType,
     DeletionPolicy,
-    Phase,
-    describe_validation_error,
 )
 from lifeboat.builders.jobs import (
     backup_job_name,
@@ -27,17 +25,15 @@ from lifeboat.builders.jobs import (
 )
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.jobs import (
-    Target,
     now_iso,
+    open_unfinished,
     post_event,
     reconcile_job,
     resource_lock,
-    write_verdict,
 )
 from lifeboat.controller.transitions import (
     JobState,
     JobView,
-    Verdict,
     set_condition,
     stuck_pod,
     view_job,
@@ -47,7 +43,6 @@ from lifeboat.kube.objects import (
     delete_job,
     list_job_pods,
     patch_status,
-    read_custom,
     read_job,
 )
 
@@ -63,18 +58,10 @@ def reconcile_backup(
 ) -> None:
     """Bring one Backup a step closer to Completed or Failed; a no-op once it is either."""
     with resource_lock(BACKUP_PLURAL, namespace, name):
-        obj = read_custom(api, BACKUP_PLURAL, namespace, name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
+        opened = open_unfinished(api, BACKUP_PLURAL, BACKUP_KIND, namespace, name, Backup)
+        if opened is None:
             return
-        target = Target(BACKUP_PLURAL, BACKUP_KIND, obj)
-        if target.is_terminal():
-            return
-        try:
-            backup = Backup.model_validate(obj)
-        except ValidationError as exc:
-            message = describe_validation_error(exc).replace("\n", "; ")
-            write_verdict(api, target, Verdict(Phase.FAILED, "InvalidSpec", message))
-            return
+        target, backup = opened
         reconcile_job(
             api,
             target,

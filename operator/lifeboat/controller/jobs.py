@@ -12,12 +12,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import kopf
 from kubernetes import client
+from pydantic import BaseModel, ValidationError
 
-from lifeboat.api import Phase
+from lifeboat.api import Phase, describe_validation_error
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.transitions import (
     TERMINAL_PHASES,
@@ -33,6 +34,7 @@ from lifeboat.kube.objects import (
     delete_job,
     list_job_pods,
     patch_status,
+    read_custom,
     read_job,
 )
 
@@ -85,6 +87,29 @@ class Target:
 
     def is_terminal(self) -> bool:
         return self.status.get("phase") in TERMINAL_PHASES
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def open_unfinished(
+    api: client.ApiClient, plural: str, kind: str, namespace: str, name: str, model: type[Model]
+) -> tuple[Target, Model] | None:
+    """Read the resource fresh and parse it; None when there is nothing to do: it is gone,
+    being deleted, already Completed or Failed, or invalid (then it is marked Failed, once,
+    with the field named, and never retried)."""
+    obj = read_custom(api, plural, namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return None
+    target = Target(plural, kind, obj)
+    if target.is_terminal():
+        return None  # finished requests never run again: not on restart, resync or re-apply
+    try:
+        return target, model.model_validate(obj)
+    except ValidationError as exc:
+        message = describe_validation_error(exc).replace("\n", "; ")
+        write_verdict(api, target, Verdict(Phase.FAILED, "InvalidSpec", message))
+        return None
 
 
 def write_verdict(

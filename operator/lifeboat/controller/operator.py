@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -96,53 +97,18 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(config)
 
-    @kopf.on.create(
-        GROUP, VERSION, BACKUP_PLURAL, id="backup-start", registry=registry, backoff=backoff
-    )
-    @kopf.on.resume(
-        GROUP, VERSION, BACKUP_PLURAL, id="backup-resume", registry=registry, backoff=backoff
-    )
-    def backup_start(namespace: str | None, name: str, **_: Any) -> None:
-        reconcile_backup(api(), namespace or "", name, config)
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        BACKUP_PLURAL,
-        id="backup-resync",
-        interval=config.resync_seconds,
-        when=_unfinished,
-        registry=registry,
-    )
-    def backup_resync(namespace: str | None, name: str, **_: Any) -> None:
-        reconcile_backup(api(), namespace or "", name, config)
+    reconcilers = {BACKUP_KIND.lower(): reconcile_backup, RESTORE_KIND.lower(): reconcile_restore}
+    for kind, plural in (
+        (BACKUP_KIND.lower(), BACKUP_PLURAL),
+        (RESTORE_KIND.lower(), RESTORE_PLURAL),
+    ):
+        _register_reconcile(registry, config, api, kind, plural, reconcilers[kind])
 
     @kopf.on.delete(
         GROUP, VERSION, BACKUP_PLURAL, id="backup-cleanup", registry=registry, backoff=backoff
     )
     def backup_cleanup(body: kopf.Body, **_: Any) -> None:
         clean_up_storage(api(), dict(body), config)
-
-    @kopf.on.create(
-        GROUP, VERSION, RESTORE_PLURAL, id="restore-start", registry=registry, backoff=backoff
-    )
-    @kopf.on.resume(
-        GROUP, VERSION, RESTORE_PLURAL, id="restore-resume", registry=registry, backoff=backoff
-    )
-    def restore_start(namespace: str | None, name: str, **_: Any) -> None:
-        reconcile_restore(api(), namespace or "", name, config)
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        RESTORE_PLURAL,
-        id="restore-resync",
-        interval=config.resync_seconds,
-        when=_unfinished,
-        registry=registry,
-    )
-    def restore_resync(namespace: str | None, name: str, **_: Any) -> None:
-        reconcile_restore(api(), namespace or "", name, config)
 
     @kopf.on.event(
         "batch",
@@ -155,13 +121,41 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     def job_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
         """A Job moved: reconcile its owner now, rather than at the next resync."""
         owner = labels.get(LABEL_OWNER_NAME)
-        kind = labels.get(LABEL_OWNER_KIND)
-        if not owner:
-            return
-        if kind == BACKUP_KIND.lower():
-            reconcile_backup(api(), namespace or "", owner, config)
-        elif kind == RESTORE_KIND.lower():
-            reconcile_restore(api(), namespace or "", owner, config)
+        reconcile = reconcilers.get(labels.get(LABEL_OWNER_KIND, ""))
+        if owner and reconcile is not None:
+            reconcile(api(), namespace or "", owner, config)
+
+
+Reconcile = Callable[[client.ApiClient, str, str, OperatorConfig], None]
+
+
+def _register_reconcile(
+    registry: kopf.OperatorRegistry,
+    config: OperatorConfig,
+    api: _ApiHolder,
+    kind: str,
+    plural: str,
+    reconcile: Reconcile,
+) -> None:
+    """One reconcile function, run on create, on operator start and on a resync timer."""
+    backoff = config.handler_backoff_seconds
+
+    @kopf.on.create(GROUP, VERSION, plural, id=f"{kind}-start", registry=registry, backoff=backoff)
+    @kopf.on.resume(GROUP, VERSION, plural, id=f"{kind}-resume", registry=registry, backoff=backoff)
+    def start(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile(api(), namespace or "", name, config)
+
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        plural,
+        id=f"{kind}-resync",
+        interval=config.resync_seconds,
+        when=_unfinished,
+        registry=registry,
+    )
+    def resync(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile(api(), namespace or "", name, config)
 
 
 def run(config: OperatorConfig, *, liveness_endpoint: str | None = None) -> None:

@@ -21,7 +21,13 @@ from lifeboat.api import (
 )
 from lifeboat.builders.jobs import backup_url, build_restore_job, restore_job_name, storage_url
 from lifeboat.controller.config import OperatorConfig
-from lifeboat.controller.jobs import Target, reconcile_job, resource_lock, write_verdict
+from lifeboat.controller.jobs import (
+    Target,
+    open_unfinished,
+    reconcile_job,
+    resource_lock,
+    write_verdict,
+)
 from lifeboat.controller.transitions import Verdict
 from lifeboat.kube.objects import read_custom
 
@@ -52,18 +58,10 @@ def reconcile_restore(
     api: client.ApiClient, namespace: str, name: str, config: OperatorConfig
 ) -> None:
     with resource_lock(RESTORE_PLURAL, namespace, name):
-        obj = read_custom(api, RESTORE_PLURAL, namespace, name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
+        opened = open_unfinished(api, RESTORE_PLURAL, RESTORE_KIND, namespace, name, Restore)
+        if opened is None:
             return
-        target = Target(RESTORE_PLURAL, RESTORE_KIND, obj)
-        if target.is_terminal():
-            return  # a finished Restore never runs again: not on restart, resync or re-apply
-        try:
-            restore = Restore.model_validate(obj)
-        except ValidationError as exc:
-            message = describe_validation_error(exc).replace("\n", "; ")
-            write_verdict(api, target, Verdict(Phase.FAILED, "InvalidSpec", message))
-            return
+        target, restore = opened
         resolved = _resolve_source(api, target, restore, config)
         if resolved is None:
             return

@@ -209,34 +209,21 @@ def status_update(
     phase = verdict.phase
     terminal = phase.value in TERMINAL_PHASES
     conditions = list(status.get("conditions") or [])
-    ready = T if phase is Phase.COMPLETED else F
-    conditions = set_condition(
-        conditions,
-        ConditionType.READY.value,
-        ready,
-        verdict.reason,
-        verdict.message,
-        generation=generation,
-        now=now,
-    )
-    conditions = set_condition(
-        conditions,
-        ConditionType.RECONCILING.value,
-        F if terminal else T,
-        verdict.reason,
-        verdict.message,
-        generation=generation,
-        now=now,
-    )
-    conditions = set_condition(
-        conditions,
-        ConditionType.STALLED.value,
-        T if phase is Phase.FAILED else F,
-        verdict.reason,
-        verdict.message if phase is Phase.FAILED else "",
-        generation=generation,
-        now=now,
-    )
+    failed = phase is Phase.FAILED
+    for type_, value, message in (
+        (ConditionType.READY, T if phase is Phase.COMPLETED else F, verdict.message),
+        (ConditionType.RECONCILING, F if terminal else T, verdict.message),
+        (ConditionType.STALLED, T if failed else F, verdict.message if failed else ""),
+    ):
+        conditions = set_condition(
+            conditions,
+            type_.value,
+            value,
+            verdict.reason,
+            message,
+            generation=generation,
+            now=now,
+        )
     patch: Object = {
         "phase": phase.value,
         "reason": verdict.reason,
