@@ -9,14 +9,17 @@ Starts a throwaway PostgreSQL server, fills a database of --size-mb with pgbench
   baseline   pg_restore -d (from a -Fc file)
   lifeboat   restore (zstd, local) with checksum pass, verification and atomic swap
 
-and prints wall time, throughput (database bytes per second), peak RSS of the process tree's
-main process, and each run's time relative to its baseline. Nothing is estimated: every number
+and prints wall time, throughput (database bytes per second), peak RSS (the kernel's
+`ru_maxrss` from `wait4`: the largest resident set of the process and of the children it
+reaped, so for `lifeboat restore` it includes pg_restore and psql), and each run's time
+relative to its baseline. Nothing is estimated: every number
 comes from a run in this invocation.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import subprocess
@@ -107,6 +110,12 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1024, help="database size to generate")
     parser.add_argument("--skip-s3", action="store_true")
     parser.add_argument("--skip-restore", action="store_true")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the pieces of a backup's overhead: the Python stream alone, row counts "
+        "alone, and pg_dump while the counts run",
+    )
     args = parser.parse_args()
 
     bin_dir = _find_bin_dir()
@@ -151,9 +160,14 @@ def main() -> None:
             run.baseline = base.name
             runs.append(run)
 
+        if args.breakdown:
+            runs += breakdown(server, [*pg_args, "bench"], env, work, base.name)
+
         if not args.skip_s3:
             import boto3
             from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request else
 
             moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             moto.start()
@@ -226,6 +240,53 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def breakdown(
+    server, dump_args: list[str], env: dict[str, str], work: Path, base: str
+) -> list[Run]:
+    """Where a backup's time goes beyond pg_dump: the stream through Python, and the row
+    counts that run in the dump's snapshot at the same time."""
+    import hashlib
+    import threading
+
+    argv = ["pg_dump", "-Fc", "-Z0", *dump_args]
+
+    def timed(name: str, fn) -> Run:
+        started = time.perf_counter()
+        fn()
+        return Run(name, time.perf_counter() - started, float("nan"), baseline=base)
+
+    def piped() -> None:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        digest = hashlib.sha256()
+        with (work / "piped.dump").open("wb") as out:
+            while chunk := proc.stdout.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        proc.wait()
+
+    def counts() -> None:
+        with server.connect("bench") as conn:
+            tables = conn.execute(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(relname) "
+                "FROM pg_stat_user_tables"
+            ).fetchall()
+            for (table,) in tables:
+                conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+
+    def dump_while_counting() -> None:
+        counter = threading.Thread(target=counts)
+        counter.start()
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+        counter.join()
+
+    return [
+        timed("  pg_dump | python sha256 -> file", piped),
+        timed("  count(*) of every table alone", counts),
+        timed("  pg_dump while count(*) runs", dump_while_counting),
+    ]
+
+
 def print_table(runs: list[Run], db_bytes: int) -> None:
     by_name = {r.name: r for r in runs}
     header = f"{'run':<34} {'seconds':>8} {'MiB/s':>8} {'peak RSS MiB':>13} {'output MiB':>11} "
@@ -240,10 +301,8 @@ def print_table(runs: list[Run], db_bytes: int) -> None:
             f"{run.seconds / by_name[run.baseline].seconds:.2f}x" if run.baseline else "baseline"
         )
         out = f"{run.output_bytes / 2**20:.0f}" if run.output_bytes is not None else "-"
-        print(
-            f"{run.name:<34} {run.seconds:>8.1f} {rate:>8.1f} {run.peak_rss_mib:>13.0f} "
-            f"{out:>11} {ratio:>17}"
-        )
+        rss = "-" if run.peak_rss_mib != run.peak_rss_mib else f"{run.peak_rss_mib:.0f}"  # NaN
+        print(f"{run.name:<34} {run.seconds:>8.1f} {rate:>8.1f} {rss:>13} {out:>11} {ratio:>17}")
 
 
 if __name__ == "__main__":
