@@ -60,6 +60,7 @@ from .errors import (
 from .podlogs import PodLogs
 from .printing import table
 from .registry import CRD_RESOURCE, Registry, ResourceDef, load_crd_documents
+from .schema import OBJECT_META_FIELDS
 from .selectors import FieldSelector, LabelSelector, SelectorError
 
 logger = logging.getLogger(__name__)
@@ -890,7 +891,7 @@ class KubeServer(kmock.KubernetesEmulator):
             errors.extend(admission.errors)
         else:
             meta = obj["metadata"]
-            for key in [k for k in meta if k not in _OBJECT_META_FIELDS]:
+            for key in [k for k in meta if k not in OBJECT_META_FIELDS]:
                 unknown.append(f"metadata.{key}")
                 del meta[key]
         if unknown:
@@ -1637,27 +1638,6 @@ class KubeServer(kmock.KubernetesEmulator):
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             pass
         return response
-
-
-_OBJECT_META_FIELDS = frozenset(
-    {
-        "name",
-        "generateName",
-        "namespace",
-        "selfLink",
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "labels",
-        "annotations",
-        "ownerReferences",
-        "finalizers",
-        "managedFields",
-    }
-)
 
 
 def _content(obj: Mapping[str, Any]) -> dict[str, Any]:
