@@ -55,7 +55,7 @@ crds: setup
 
 ## Throughput and memory against baselines measured in the same run.
 bench: system-deps setup
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --breakdown
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache demo-output

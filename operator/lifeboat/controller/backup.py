@@ -16,6 +16,7 @@ from lifeboat.api import (
     ConditionStatus,
     ConditionType,
     DeletionPolicy,
+    Phase,
 )
 from lifeboat.builders.jobs import (
     backup_job_name,
@@ -55,14 +56,16 @@ def has_artifact(status: Object) -> bool:
 
 def reconcile_backup(
     api: client.ApiClient, namespace: str, name: str, config: OperatorConfig
-) -> None:
-    """Bring one Backup a step closer to Completed or Failed; a no-op once it is either."""
+) -> Phase | None:
+    """Bring one Backup a step closer to Completed or Failed; a no-op once it is either.
+
+    Returns the phase it was given, None when there was nothing to do."""
     with resource_lock(BACKUP_PLURAL, namespace, name):
         opened = open_unfinished(api, BACKUP_PLURAL, BACKUP_KIND, namespace, name, Backup)
         if opened is None:
-            return
+            return None
         target, backup = opened
-        reconcile_job(
+        return reconcile_job(
             api,
             target,
             config,

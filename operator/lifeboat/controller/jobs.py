@@ -184,7 +184,7 @@ def reconcile_job(
     build_job: Callable[[], Object],
     has_result: Callable[[Object], bool],
     extra: Object | None = None,
-) -> None:
+) -> Phase:
     """Ensure exactly one Job for `target`, then derive its phase from that Job."""
     job = read_job(api, target.namespace, job_name)
     if job is None and not target.status.get("jobName"):
@@ -205,3 +205,4 @@ def reconcile_job(
     if stuck is not None and verdict.phase is Phase.FAILED:
         delete_job(api, target.namespace, job_name)  # it would wait forever
     write_status(api, target, verdict, view, job_name=job_name, extra=extra)
+    return verdict.phase

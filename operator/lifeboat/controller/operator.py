@@ -26,7 +26,7 @@ from lifeboat.builders.naming import (
 )
 from lifeboat.controller.backup import clean_up_storage, reconcile_backup
 from lifeboat.controller.config import OperatorConfig
-from lifeboat.controller.restore import reconcile_restore
+from lifeboat.controller.restore import reconcile_restore, wake_restores_waiting_for
 from lifeboat.controller.transitions import TERMINAL_PHASES
 from lifeboat.kube.client import in_cluster, kubeconfig_path, make_api_client
 
@@ -97,7 +97,17 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(config)
 
-    reconcilers = {BACKUP_KIND.lower(): reconcile_backup, RESTORE_KIND.lower(): reconcile_restore}
+    def reconcile_backup_then_restores(
+        api: client.ApiClient, namespace: str, name: str, config: OperatorConfig
+    ) -> None:
+        phase = reconcile_backup(api, namespace, name, config)
+        if phase is not None and phase.value in TERMINAL_PHASES:
+            wake_restores_waiting_for(api, namespace, name, config)
+
+    reconcilers: dict[str, Reconcile] = {
+        BACKUP_KIND.lower(): reconcile_backup_then_restores,
+        RESTORE_KIND.lower(): reconcile_restore,
+    }
     for kind, plural in (
         (BACKUP_KIND.lower(), BACKUP_PLURAL),
         (RESTORE_KIND.lower(), RESTORE_PLURAL),

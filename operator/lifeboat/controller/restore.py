@@ -28,8 +28,8 @@ from lifeboat.controller.jobs import (
     resource_lock,
     write_verdict,
 )
-from lifeboat.controller.transitions import Verdict
-from lifeboat.kube.objects import read_custom
+from lifeboat.controller.transitions import TERMINAL_PHASES, Verdict
+from lifeboat.kube.objects import list_custom, read_custom
 
 Object = dict[str, Any]
 
@@ -81,6 +81,16 @@ def reconcile_restore(
             has_result=has_verification,
             extra=_restore_facts(database, backup_name),
         )
+
+
+def wake_restores_waiting_for(
+    api: client.ApiClient, namespace: str, backup_name: str, config: OperatorConfig
+) -> None:
+    """A Backup just finished: its waiting Restores go now, not at their next resync."""
+    for obj in list_custom(api, RESTORE_PLURAL, namespace):
+        ref = ((obj.get("spec") or {}).get("backupRef") or {}).get("name")
+        if ref == backup_name and (obj.get("status") or {}).get("phase") not in TERMINAL_PHASES:
+            reconcile_restore(api, namespace, obj["metadata"]["name"], config)
 
 
 def _restore_facts(database: DatabaseSpec, backup_name: str | None) -> Object:

@@ -105,6 +105,17 @@ def read_custom(api: client.ApiClient, plural: str, namespace: str, name: str) -
         raise KubeError(f"reading {plural} {namespace}/{name}", exc) from None
 
 
+def list_custom(api: client.ApiClient, plural: str, namespace: str) -> list[Object]:
+    try:
+        response = client.CustomObjectsApi(api).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, _preload_content=False
+        )
+    except ApiException as exc:
+        raise KubeError(f"listing {plural} in {namespace}", exc) from None
+    items: list[Object] = _json(response).get("items", [])
+    return items
+
+
 def patch_status(
     api: client.ApiClient, plural: str, namespace: str, name: str, status: Object
 ) -> Object | None:

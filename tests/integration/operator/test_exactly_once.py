@@ -118,3 +118,16 @@ def _operator_is_reconciling(cluster: Cluster) -> bool:
             },
         )
     return bool(cluster.status("backups", name).get("phase") in ("Completed", "Failed"))
+
+
+def test_a_waiting_restore_starts_as_soon_as_its_backup_completes(
+    cluster: Cluster, lifeboat_operator: OperatorControl, sqlite_shop: SqliteShop
+) -> None:
+    lifeboat_operator.stop()
+    lifeboat_operator.start(resync_seconds=60.0, backup_wait_seconds=120.0)
+    cluster.create("restores", "early", {"backupRef": {"name": "later"}})  # GitOps order
+    assert cluster.wait_phase("restores", "early", "Pending")["reason"] == "WaitingForBackup"
+    cluster.create("backups", "later", sqlite_shop.spec())
+    # Far sooner than the 60 s resync: the Backup's completion wakes the Restore.
+    status = cluster.wait_phase("restores", "early", "Completed", "Failed", timeout=15)
+    assert status["phase"] == "Completed", status
