@@ -49,6 +49,7 @@ CLIENT_METHODS: dict[str, list[Permission]] = {
     "delete_namespaced_job": [("batch", "jobs", "delete")],
     "list_namespaced_pod": [("", "pods", "list")],
     "get_namespaced_custom_object": [(GROUP, plural, "get") for plural in CUSTOM],
+    "list_namespaced_custom_object": [(GROUP, plural, "list") for plural in CUSTOM],
     "patch_namespaced_custom_object_status": [(GROUP, f"{p}/status", "patch") for p in CUSTOM],
 }
 # What kopf itself does, whatever the handlers are: resource scanning (it watches the CRDs), the
