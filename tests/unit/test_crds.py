@@ -416,7 +416,7 @@ def json_path_exists(schema: dict[str, Any], json_path: str) -> bool:
                 "Size": (".status.artifact.sizeText", "string", 0),
                 "Age": (".metadata.creationTimestamp", "date", 0),
                 "Engine": (".spec.database.engine", "string", 1),
-                "Database": (".spec.database.name", "string", 1),
+                "Database": (".status.database", "string", 1),
                 "Job": (".status.jobName", "string", 1),
                 "Message": (".status.message", "string", 1),
             },

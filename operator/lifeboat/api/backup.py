@@ -129,6 +129,10 @@ class BackupArtifact(StatusModel):
 class BackupStatus(OperationStatus):
     """Observed state of a Backup, written by the operator and its Job."""
 
+    database: Annotated[str, Field(max_length=4096)] | None = None
+    """The database being backed up: its name (sqlite: the file's path on its claim), recorded
+    by the controller when it starts the Job. Shown by kubectl get -o wide."""
+
     artifact: BackupArtifact | None = None
     """The stored backup: set when the backup is Completed."""
 

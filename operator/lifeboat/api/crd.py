@@ -97,7 +97,7 @@ BACKUP_PRINTER_COLUMNS: Final = [
     _column("Size", ".status.artifact.sizeText", "Size of the stored backup."),
     _AGE,
     _column("Engine", ".spec.database.engine", "Database engine.", priority=1),
-    _column("Database", ".spec.database.name", "Database backed up.", priority=1),
+    _column("Database", ".status.database", "The database backed up.", priority=1),
     _JOB,
     _MESSAGE,
 ]

@@ -144,8 +144,8 @@ class RestoreStatus(OperationStatus):
     the Job (from target or the Backup's database)."""
 
     database: Annotated[str, Field(max_length=4096)] | None = None
-    """The database being restored into, as host/name (sqlite: claim/path), recorded by the
-    controller when it starts the Job."""
+    """The database being restored into: its name (sqlite: the file's path on its claim),
+    recorded by the controller when it starts the Job."""
 
     verification: RestoreVerification | None = None
     """What the restore proved: checksum and row counts. Set when the restore ends."""

@@ -83,6 +83,13 @@ def database_url(database: DatabaseSpec) -> str:
     return f"{database.engine.value}://{user}@{database.host}:{database.effective_port}/{name}"
 
 
+def database_label(database: DatabaseSpec) -> str:
+    """The database as a column shows it: its name, or a SQLite file's path on its claim."""
+    if database.engine is Engine.SQLITE:
+        return database.path or ""
+    return database.name or ""
+
+
 def _database_mounts(database: DatabaseSpec) -> _Mounts:
     if database.engine is Engine.SQLITE:
         return _Mounts(

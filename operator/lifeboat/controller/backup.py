@@ -23,6 +23,7 @@ from lifeboat.builders.jobs import (
     build_backup_job,
     build_cleanup_job,
     cleanup_job_name,
+    database_label,
 )
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.jobs import (
@@ -72,6 +73,7 @@ def reconcile_backup(
             job_name=backup_job_name(backup),
             build_job=lambda: build_backup_job(backup, config.job_defaults),
             has_result=has_artifact,
+            extra={"database": database_label(backup.spec.database)},
         )
 
 

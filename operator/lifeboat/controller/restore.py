@@ -19,7 +19,13 @@ from lifeboat.api import (
     StorageSpec,
     describe_validation_error,
 )
-from lifeboat.builders.jobs import backup_url, build_restore_job, restore_job_name, storage_url
+from lifeboat.builders.jobs import (
+    backup_url,
+    build_restore_job,
+    database_label,
+    restore_job_name,
+    storage_url,
+)
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.jobs import (
     Target,
@@ -95,14 +101,10 @@ def wake_restores_waiting_for(
 
 def _restore_facts(database: DatabaseSpec, backup_name: str | None) -> Object:
     """What the controller knows about a Restore that `kubectl get -o wide` shows."""
-    facts: Object = {"engine": database.engine.value, "database": _database_label(database)}
+    facts: Object = {"engine": database.engine.value, "database": database_label(database)}
     if backup_name is not None:
         facts["verification"] = {"backupName": backup_name}
     return facts
-
-
-def _database_label(database: DatabaseSpec) -> str:
-    return database.path or "" if database.engine.value == "sqlite" else database.name or ""
 
 
 def _resolve_source(

@@ -70,6 +70,7 @@ def test_apply_get_wait_describe(
     assert header[:5] == ["NAME", "PHASE", "PROGRESS", "SIZE", "AGE"]
     assert {"ENGINE", "DATABASE", "JOB"} <= set(header)
     assert row["ENGINE"] == "sqlite"
+    assert row["DATABASE"] == "shop.db"
     assert row["JOB"] == cluster.status("backups", "shop-db")["jobName"]
 
     described = kubectl(cluster, "describe", "backup", "shop-db").stdout
