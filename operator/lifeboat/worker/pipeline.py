@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -144,7 +144,6 @@ class RestoreReport:
     manifest: Manifest
     checksum_verified: bool
     row_counts: dict[str, int]
-    mismatches: list[str] = field(default_factory=list)
 
     @property
     def rows_verified(self) -> int:

@@ -32,7 +32,6 @@ from lifeboat.worker.progress import ProgressSnapshot
 
 log = logging.getLogger(__name__)
 PLURALS = (BACKUP_PLURAL, RESTORE_PLURAL)
-MAX_MISMATCHES = 20
 
 
 class StatusWriteFailed(LifeboatError):
@@ -126,16 +125,16 @@ class StatusWriter:
         *,
         checksum_verified: bool,
         row_counts: dict[str, int],
-        mismatches: list[str],
     ) -> None:
+        """Record a restore that ended proven: every table's rows matched the manifest (a
+        mismatch fails the restore and reaches status.message instead)."""
         verification = RestoreVerification(
             checksum_verified=checksum_verified,
-            row_counts_matched=not mismatches,
+            row_counts_matched=True,
             tables_verified=len(row_counts),
             rows_verified=sum(row_counts.values()),
             artifact_uri=artifact_uri,
             sha256=manifest.artifact.sha256,
-            mismatches=mismatches[:MAX_MISMATCHES],
         )
         self._write_with_retries({"verification": verification.to_api_dict()})
 
