@@ -346,8 +346,11 @@ def test_a_wrong_row_count_in_the_manifest_fails_verification(shop: MariaDBDatab
     ]
     lying = manifest.model_copy(update={"tables": tables})
 
-    with pytest.raises(VerificationFailed, match="table orders: backup has 41 rows, loaded 40"):
+    with pytest.raises(
+        VerificationFailed, match="table orders: backup has 41 rows, loaded 40"
+    ) as info:
         restore(engine, raw, lying)
+    assert info.value.mismatches == ["table orders: backup has 41 rows, loaded 40"]
 
     assert fingerprint(shop) == before
     assert shop.leftovers() == []

@@ -386,9 +386,10 @@ def test_a_wrong_row_count_fails_verification_and_changes_nothing(
 
     with pytest.raises(
         VerificationFailed, match=r"table shop\.orders has 40 rows, the backup has 41"
-    ):
+    ) as info:
         restore(source_db, backup, manifest=wrong)
 
+    assert info.value.mismatches == ["table shop.orders has 40 rows, the backup has 41"]
     assert source_db.fingerprint() == before
 
 

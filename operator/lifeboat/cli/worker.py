@@ -12,6 +12,7 @@ from lifeboat.worker.compression import Compression
 from lifeboat.worker.database_url import parse_database_url
 from lifeboat.worker.engines import open_engine
 from lifeboat.worker.engines.base import RestoreOptions
+from lifeboat.worker.errors import VerificationFailed
 from lifeboat.worker.manifest import MANIFEST_NAME
 from lifeboat.worker.pipeline import (
     BackupOptions,
@@ -136,6 +137,10 @@ def _restore(args: argparse.Namespace) -> int:
                 RestoreOptions(keep_extra_objects=args.keep_extra_objects),
                 verify_first=args.verify_first,
             )
+    except VerificationFailed as exc:
+        if writer is not None and exc.mismatches:
+            writer.record_failed_verification(exc.mismatches)
+        raise
     finally:
         progress.close()
     if writer is not None:

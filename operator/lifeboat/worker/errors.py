@@ -6,6 +6,8 @@ human sentence. Messages never contain secrets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class LifeboatError(Exception):
     """Base of every error the worker reports without a traceback."""
@@ -81,9 +83,15 @@ class ChecksumMismatch(RestoreError):
 
 
 class VerificationFailed(RestoreError):
-    """The restored data does not match the manifest (row counts); the target was rolled back."""
+    """The restored data does not match the manifest (row counts); the target was rolled back.
+
+    `mismatches` lists the differences one per table, for status.verification."""
 
     reason = "VerificationFailed"
+
+    def __init__(self, message: str, mismatches: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.mismatches = list(mismatches)
 
 
 class Interrupted(LifeboatError):

@@ -221,7 +221,7 @@ def run_restore(
     mismatches = compare_row_counts(manifest.row_counts, dict(result.row_counts))
     if mismatches:
         # The engine checks before committing; this second look is the proof we report.
-        raise VerificationFailed("after the restore: " + "; ".join(mismatches))
+        raise VerificationFailed("after the restore: " + "; ".join(mismatches), mismatches)
     progress.finish()
     return RestoreReport(
         manifest=manifest, checksum_verified=True, row_counts=dict(result.row_counts)

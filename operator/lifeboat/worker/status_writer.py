@@ -32,6 +32,7 @@ from lifeboat.worker.progress import ProgressSnapshot
 
 log = logging.getLogger(__name__)
 PLURALS = (BACKUP_PLURAL, RESTORE_PLURAL)
+MAX_MISMATCHES = 20  # status must stay small; the message has the rest
 
 
 class StatusWriteFailed(LifeboatError):
@@ -135,6 +136,16 @@ class StatusWriter:
             rows_verified=sum(row_counts.values()),
             artifact_uri=artifact_uri,
             sha256=manifest.artifact.sha256,
+        )
+        self._write_with_retries({"verification": verification.to_api_dict()})
+
+    def record_failed_verification(self, mismatches: list[str]) -> None:
+        """Record what did not match when a restore was refused after its checksum passed (the
+        target was rolled back; status.message carries the whole error)."""
+        verification = RestoreVerification(
+            checksum_verified=True,
+            row_counts_matched=False,
+            mismatches=mismatches[:MAX_MISMATCHES],
         )
         self._write_with_retries({"verification": verification.to_api_dict()})
 

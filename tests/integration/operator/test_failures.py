@@ -170,3 +170,32 @@ def test_default_image_is_the_operators_setting(
     cluster.wait_phase("backups", "imaged", "Completed", "Failed")
     (job,) = cluster.jobs()
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == TEST_IMAGE
+
+
+def test_restore_that_fails_verification_reports_what_did_not_match(
+    cluster: Cluster, lifeboat_operator: OperatorControl, sqlite_shop: SqliteShop
+) -> None:
+    import json
+
+    from lifeboat.cli.demo import fingerprint
+
+    cluster.create("backups", "tampered", sqlite_shop.spec())
+    assert cluster.wait_phase("backups", "tampered", "Completed", "Failed")["phase"] == "Completed"
+    (manifest_path,) = sqlite_shop.backups.rglob("manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    for table in manifest["tables"]:
+        if table["name"] == "orders":
+            table["rows"] += 1  # the manifest now promises a row the artifact does not hold
+    manifest_path.write_text(json.dumps(manifest))
+    before = fingerprint(sqlite_shop.db_path)
+
+    cluster.create("restores", "refused", {"backupRef": {"name": "tampered"}})
+    status = cluster.wait_phase("restores", "refused", "Completed", "Failed")
+
+    assert status["phase"] == "Failed"
+    assert "VerificationFailed" in status["message"]
+    verification = status["verification"]
+    assert verification["checksumVerified"] is True
+    assert verification["rowCountsMatched"] is False
+    assert verification["mismatches"] == ["table orders has 300 rows, the manifest says 301"]
+    assert fingerprint(sqlite_shop.db_path) == before

@@ -732,7 +732,8 @@ class _Restore:
         if problems:
             raise VerificationFailed(
                 "the backup does not match its manifest (the target was not touched): "
-                + "; ".join(problems)
+                + "; ".join(problems),
+                problems,
             )
 
     def _check_foreign_keys(self, backup: _Catalog, current: _Catalog) -> None:

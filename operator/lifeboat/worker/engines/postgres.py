@@ -739,7 +739,8 @@ class PostgresEngine:
         if _VERIFY_MARKER in line:
             problems = line.split(_VERIFY_MARKER, 1)[1]
             return VerificationFailed(
-                f"{problems}; the restore was rolled back and the target is unchanged"
+                f"{problems}; the restore was rolled back and the target is unchanged",
+                problems.split("; "),
             )
         reason = re.sub(r"^psql:[^:]*:\d+: ", "", line)
         missing_role = _MISSING_ROLE.search(line)

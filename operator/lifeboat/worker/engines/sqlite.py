@@ -182,7 +182,7 @@ class SQLiteEngine:
             if counts.get(t) != n
         ]
         if problems:
-            raise VerificationFailed("; ".join(problems) + "; the target was not touched")
+            raise VerificationFailed("; ".join(problems) + "; the target was not touched", problems)
 
     def _replace_target(self, staged: Path) -> None:
         with (
