@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import psutil
 import pytest
@@ -27,8 +25,9 @@ from lifeboat.worker.errors import (
     RestoreError,
     VerificationFailed,
 )
-from lifeboat.worker.manifest import ArtifactManifest, Manifest, TableManifest
+from lifeboat.worker.manifest import Manifest, TableManifest
 from lifeboat.worker.progress import Progress
+from tests.support.manifests import manifest_for_raw_dump
 from tests.support.mariadb import (
     ODD_TABLE,
     PASSWORD,
@@ -90,24 +89,7 @@ def take_backup(engine: MySQLEngine, progress: Progress | None = None) -> tuple[
             chunks.append(chunk)
         summary = dump.finish()
     raw = b"".join(chunks)
-    now = datetime.now(UTC)
-    manifest = Manifest(
-        lifeboat_version="test",
-        engine=engine.name,
-        dump_format=engine.dump_format,
-        server_version=info.version,
-        database=engine.url.database,
-        started_at=now,
-        completed_at=now,
-        artifact=ArtifactManifest(
-            key="dump.sql",
-            compression="none",
-            size=len(raw),
-            sha256=hashlib.sha256(raw).hexdigest(),
-            raw_size=len(raw),
-        ),
-        tables=[TableManifest(name=t, rows=n) for t, n in sorted(summary.row_counts.items())],
-    )
+    manifest = manifest_for_raw_dump(engine, info.version, summary.row_counts, raw, "dump.sql")
     return raw, manifest
 
 

@@ -3,14 +3,12 @@ commit only when proven, and one-line errors for the ways a connection fails."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +28,9 @@ from lifeboat.worker.errors import (
     RestoreError,
     VerificationFailed,
 )
-from lifeboat.worker.manifest import ArtifactManifest, Manifest, TableManifest
+from lifeboat.worker.manifest import Manifest, TableManifest
 from lifeboat.worker.progress import Progress
+from tests.support.manifests import manifest_for_raw_dump
 from tests.support.postgres import (
     SAMPLE_ROW_COUNTS,
     PgDatabase,
@@ -85,24 +84,7 @@ def take_backup(db: PgDatabase) -> Backup:
 def manifest_for(
     engine: PostgresEngine, version: str, summary: DumpSummary, data: bytes
 ) -> Manifest:
-    now = datetime.now(UTC)
-    return Manifest(
-        lifeboat_version="test",
-        engine=engine.name,
-        dump_format=engine.dump_format,
-        server_version=version,
-        database=engine.url.database,
-        started_at=now,
-        completed_at=now,
-        artifact=ArtifactManifest(
-            key="postgresql.dump",
-            compression="none",
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            raw_size=len(data),
-        ),
-        tables=[TableManifest(name=n, rows=r) for n, r in sorted(summary.row_counts.items())],
-    )
+    return manifest_for_raw_dump(engine, version, summary.row_counts, data, "postgresql.dump")
 
 
 def with_counts(manifest: Manifest, **changes: int) -> Manifest:
