@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 
+from .loops import start_loop_thread, stop_loop_thread
 from .podlogs import PodLogs
 
 logger = logging.getLogger(__name__)
@@ -219,12 +220,7 @@ class JobRunner:
             raise RuntimeError("The job runner is already started.")
         if self._workdir is None:
             self._workdir = pathlib.Path(tempfile.mkdtemp(prefix="job-runner-"))
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="job-runner", daemon=True
-        )
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._astart(), self._loop).result(timeout=30)
+        self._loop, self._thread = start_loop_thread("job-runner", self._astart)
         return self
 
     def stop(self) -> None:
@@ -232,11 +228,8 @@ class JobRunner:
         if self._loop is None or self._thread is None:
             return
         try:
-            asyncio.run_coroutine_threadsafe(self._astop(), self._loop).result(timeout=30)
+            stop_loop_thread(self._loop, self._thread, self._astop)
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=30)
-            self._loop.close()
             self._loop = self._thread = None
             if self._own_workdir and self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)

@@ -57,6 +57,7 @@ from .errors import (
     method_not_allowed,
     not_found,
 )
+from .loops import start_loop_thread, stop_loop_thread
 from .podlogs import PodLogs
 from .printing import table
 from .registry import CRD_RESOURCE, Registry, ResourceDef, load_crd_documents
@@ -250,12 +251,7 @@ class KubeServer(kmock.KubernetesEmulator):
         if self._thread is not None:
             raise RuntimeError("The server is already started.")
         self._stopping = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="kube-server", daemon=True
-        )
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._astart(), self._loop).result(timeout=30)
+        self._loop, self._thread = start_loop_thread("kube-server", self._astart)
         self._tmpdir = pathlib.Path(tempfile.mkdtemp(prefix="kube-server-"))
         self._write_kubeconfig(self.kubeconfig)
         return self
@@ -264,11 +260,8 @@ class KubeServer(kmock.KubernetesEmulator):
         if self._thread is None or self._loop is None:
             return
         try:
-            asyncio.run_coroutine_threadsafe(self._astop(), self._loop).result(timeout=30)
+            stop_loop_thread(self._loop, self._thread, self._astop)
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=30)
-            self._loop.close()
             self._thread = self._loop = None
             self._bound_port = None
             if self._tmpdir is not None:
