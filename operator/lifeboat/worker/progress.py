@@ -103,12 +103,6 @@ class Progress:
             if items_total is not None:
                 self._items_total = max(items_total, 0)
 
-    def reset_bytes(self) -> None:
-        """Start counting bytes again for a new stage (for example: verify, then load)."""
-        with self._lock:
-            self._bytes_done = 0
-            self._samples = [(self._clock(), 0)]
-
     def add_bytes(self, n: int) -> None:
         if n <= 0:
             return

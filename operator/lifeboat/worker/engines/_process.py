@@ -86,12 +86,9 @@ class ToolProcess:
         self._reader.join(timeout=5)
         return code
 
-    def error_lines(self, *, pattern: Callable[[str], bool] | None = None) -> list[str]:
-        lines = list(self._tail)
-        if pattern is not None:
-            picked = [line for line in lines if pattern(line)]
-            return picked or lines
-        return lines
+    def error_lines(self) -> list[str]:
+        """The last stderr lines of the tool (at most 20), secrets redacted."""
+        return list(self._tail)
 
     def last_error(self) -> str:
         """The tool's most telling stderr line (an 'error' line if any), for one-line reports."""
