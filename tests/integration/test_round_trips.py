@@ -24,6 +24,7 @@ import pytest
 
 from lifeboat.cli.demo import create_shop
 from lifeboat.cli.demo import fingerprint as sqlite_fingerprint
+from lifeboat.contract import ExitCode
 from tests.support import mariadb as maria
 from tests.support import postgres as pg
 
@@ -347,7 +348,7 @@ def test_clear_errors_for_bad_password_unreachable_host_and_missing_bucket(
     secret = "wrong-" + "password-123"
 
     wrong = lifeboat("backup", db.url, str(tmp_path / "b"), env={"LIFEBOAT_DB_PASSWORD": secret})
-    assert wrong.returncode == 3
+    assert wrong.returncode == ExitCode.REFUSED  # a retry cannot fix a wrong password
     assert "AuthenticationFailed" in wrong.stderr.splitlines()[-1]
     assert secret not in wrong.stderr + wrong.stdout
 
@@ -366,6 +367,7 @@ def test_clear_errors_for_bad_password_unreachable_host_and_missing_bucket(
         "backup", maria_db.url, str(tmp_path / "b"), env={"LIFEBOAT_DB_PASSWORD": secret}
     )
     assert "AuthenticationFailed" in wrong.stderr.splitlines()[-1]
+    assert wrong.returncode == ExitCode.REFUSED
     assert secret not in wrong.stderr
 
     missing = lifeboat(

@@ -71,7 +71,7 @@ def test_decide(
     assert (verdict.phase, verdict.reason) == (phase, reason)
 
 
-def test_failed_job_takes_the_workers_own_error_line() -> None:
+def test_failed_job_takes_the_workers_own_reason_and_message() -> None:
     pods = [
         {
             "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
@@ -92,9 +92,28 @@ def test_failed_job_takes_the_workers_own_error_line() -> None:
     view = view_job(job({"failed": 1, "conditions": [cond("Failed", "PodFailurePolicy")]}), pods)
     verdict = decide({}, view, has_result=False)
     assert verdict.phase is Phase.FAILED
-    assert verdict.reason == "PodFailurePolicy"
-    assert verdict.message == "ChecksumMismatch: bad sha"
+    assert verdict.reason == "ChecksumMismatch"  # the worker's cause, not the Job's mechanism
+    assert verdict.message == "bad sha"
     assert worker_error_from_pods([]) is None
+
+
+def test_an_error_line_without_a_reason_keeps_the_jobs_reason() -> None:
+    pods = [
+        {
+            "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {
+                "containerStatuses": [
+                    {"state": {"terminated": {"message": "lifeboat: error: something broke"}}}
+                ]
+            },
+        }
+    ]
+    view = view_job(
+        job({"failed": 1, "conditions": [cond("Failed", "BackoffLimitExceeded")]}), pods
+    )
+    verdict = decide({}, view, has_result=False)
+    assert verdict.reason == "BackoffLimitExceeded"
+    assert verdict.message == "something broke"
 
 
 def test_stuck_pods_fail_after_the_grace_period_only() -> None:

@@ -46,7 +46,6 @@ from lifeboat.api.common import (
     TolerationOperator,
     VolumeStorage,
     describe_validation_error,
-    format_bytes,
     format_percent,
 )
 from lifeboat.api.restore import (
@@ -57,6 +56,7 @@ from lifeboat.api.restore import (
     RestoreStatus,
     RestoreVerification,
 )
+from lifeboat.contract import format_bytes
 
 BackupPhase = Phase
 RestorePhase = Phase

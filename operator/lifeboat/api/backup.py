@@ -25,8 +25,8 @@ from lifeboat.api.common import (
     StatusModel,
     StorageSpec,
     cel,
-    format_bytes,
 )
+from lifeboat.contract import format_bytes
 
 
 class DeletionPolicy(StrEnum):

@@ -37,6 +37,8 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
+from lifeboat import contract
+
 # -- names ------------------------------------------------------------------------------------
 
 GROUP: Final = "lifeboat.dev"
@@ -166,9 +168,7 @@ class Engine(StrEnum):
 
 NETWORK_ENGINES: Final = frozenset({Engine.POSTGRESQL, Engine.MYSQL, Engine.MARIADB})
 DEFAULT_PORTS: Final[dict[Engine, int]] = {
-    Engine.POSTGRESQL: 5432,
-    Engine.MYSQL: 3306,
-    Engine.MARIADB: 3306,
+    engine: contract.DEFAULT_PORTS[engine.value] for engine in NETWORK_ENGINES
 }
 
 
@@ -648,19 +648,6 @@ class Condition(StatusModel):
 def format_percent(percent: float) -> str:
     """'42%': rounded down, so only a finished operation shows 100%."""
     return f"{math.floor(max(0.0, min(percent, 100.0)))}%"
-
-
-_BYTE_UNITS: Final = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-
-
-def format_bytes(size: int) -> str:
-    """'512 B', '1.5 MiB', '12.3 GiB': binary units, one decimal."""
-    value = float(size)
-    for unit in _BYTE_UNITS:
-        if abs(value) < 1024 or unit == _BYTE_UNITS[-1]:
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class ProgressStatus(StatusModel):

@@ -12,7 +12,6 @@ security context, and the curated tuning from `spec.job`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import quote
 
 from lifeboat.api import (
@@ -34,14 +33,21 @@ from lifeboat.builders.naming import (
     child_name,
     owner_reference,
 )
+from lifeboat.contract import (
+    ENV_AWS_ACCESS_KEY_ID,
+    ENV_AWS_DEFAULT_REGION,
+    ENV_AWS_ENDPOINT_URL,
+    ENV_AWS_REGION,
+    ENV_AWS_SECRET_ACCESS_KEY,
+    ENV_DB_PASSWORD,
+    ENV_S3_ADDRESSING_STYLE,
+    NON_RETRIABLE_EXIT_CODES,
+    Object,
+)
 
 DATABASE_MOUNT = "/var/lib/lifeboat/database"
 BACKUPS_MOUNT = "/var/lib/lifeboat/backups"
 CONTAINER_NAME = "worker"
-# Exit codes of the worker that no retry can fix (bad arguments, a restore that proved wrong).
-NON_RETRIABLE_EXIT_CODES = [2, 5]
-
-Manifest = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -60,9 +66,9 @@ class JobDefaults:
 
 @dataclass(frozen=True)
 class _Mounts:
-    env: list[Manifest] = field(default_factory=list)
-    volumes: list[Manifest] = field(default_factory=list)
-    mounts: list[Manifest] = field(default_factory=list)
+    env: list[Object] = field(default_factory=list)
+    volumes: list[Object] = field(default_factory=list)
+    mounts: list[Object] = field(default_factory=list)
 
     def __add__(self, other: _Mounts) -> _Mounts:
         return _Mounts(
@@ -70,7 +76,7 @@ class _Mounts:
         )
 
 
-def _secret_env(name: str, secret: str, key: str) -> Manifest:
+def _secret_env(name: str, secret: str, key: str) -> Object:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
@@ -104,7 +110,7 @@ def _database_mounts(database: DatabaseSpec) -> _Mounts:
     env = []
     if database.password_secret_ref is not None:
         ref = database.password_secret_ref
-        env.append(_secret_env("LIFEBOAT_DB_PASSWORD", ref.name, ref.key))
+        env.append(_secret_env(ENV_DB_PASSWORD, ref.name, ref.key))
     return _Mounts(env=env)
 
 
@@ -121,18 +127,18 @@ def storage_url(storage: StorageSpec, location: str) -> str:
 def _storage_mounts(storage: StorageSpec) -> _Mounts:
     if storage.s3 is not None:
         s3 = storage.s3
-        env: list[Manifest] = []
+        env: list[Object] = []
         if s3.credentials_secret_ref is not None:
             ref = s3.credentials_secret_ref
-            env.append(_secret_env("AWS_ACCESS_KEY_ID", ref.name, ref.access_key_id_key))
-            env.append(_secret_env("AWS_SECRET_ACCESS_KEY", ref.name, ref.secret_access_key_key))
+            env.append(_secret_env(ENV_AWS_ACCESS_KEY_ID, ref.name, ref.access_key_id_key))
+            env.append(_secret_env(ENV_AWS_SECRET_ACCESS_KEY, ref.name, ref.secret_access_key_key))
         if s3.endpoint:
-            env.append({"name": "AWS_ENDPOINT_URL", "value": s3.endpoint})
+            env.append({"name": ENV_AWS_ENDPOINT_URL, "value": s3.endpoint})
         if s3.region:
-            env.append({"name": "AWS_REGION", "value": s3.region})
-            env.append({"name": "AWS_DEFAULT_REGION", "value": s3.region})
+            env.append({"name": ENV_AWS_REGION, "value": s3.region})
+            env.append({"name": ENV_AWS_DEFAULT_REGION, "value": s3.region})
         if s3.force_path_style:
-            env.append({"name": "LIFEBOAT_S3_ADDRESSING_STYLE", "value": "path"})
+            env.append({"name": ENV_S3_ADDRESSING_STYLE, "value": "path"})
         return _Mounts(env=env)
     assert storage.volume is not None
     return _Mounts(
@@ -158,17 +164,17 @@ def _job(
     name: str,
     namespace: str,
     labels: dict[str, str],
-    owner: Manifest | None,
+    owner: Object | None,
     args: list[str],
     mounts: _Mounts,
     options: JobOptions | None,
     defaults: JobDefaults,
     backoff_limit: int,
-) -> Manifest:
+) -> Object:
     options = options or JobOptions()
     env = [{"name": k, "value": v} for k, v in sorted(defaults.extra_env.items())]
     env += mounts.env
-    container: Manifest = {
+    container: Object = {
         "name": CONTAINER_NAME,
         "image": options.image or defaults.image,
         "imagePullPolicy": defaults.image_pull_policy,
@@ -186,7 +192,7 @@ def _job(
     }
     if options.resources is not None:
         container["resources"] = options.resources.to_api_dict()
-    pod_spec: Manifest = {
+    pod_spec: Object = {
         "restartPolicy": "Never",
         "serviceAccountName": options.service_account_name or defaults.service_account_name,
         "securityContext": {
@@ -203,7 +209,7 @@ def _job(
         pod_spec["nodeSelector"] = dict(options.node_selector)
     if options.tolerations:
         pod_spec["tolerations"] = [t.to_api_dict() for t in options.tolerations]
-    job_spec: Manifest = {
+    job_spec: Object = {
         "backoffLimit": options.backoff_limit
         if options.backoff_limit is not None
         else backoff_limit,
@@ -214,7 +220,7 @@ def _job(
                     "onExitCodes": {
                         "containerName": CONTAINER_NAME,
                         "operator": "In",
-                        "values": NON_RETRIABLE_EXIT_CODES,
+                        "values": [int(code) for code in NON_RETRIABLE_EXIT_CODES],
                     },
                 }
             ]
@@ -226,7 +232,7 @@ def _job(
         job_spec["activeDeadlineSeconds"] = deadline
     if options.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = options.ttl_seconds_after_finished
-    metadata: Manifest = {"name": name, "namespace": namespace, "labels": dict(labels)}
+    metadata: Object = {"name": name, "namespace": namespace, "labels": dict(labels)}
     if owner is not None:
         metadata["ownerReferences"] = [owner]
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
@@ -236,7 +242,7 @@ def backup_job_name(backup: Backup) -> str:
     return child_name(backup.metadata.name or "", backup.metadata.uid or "", "backup")
 
 
-def build_backup_job(backup: Backup, defaults: JobDefaults) -> Manifest:
+def build_backup_job(backup: Backup, defaults: JobDefaults) -> Object:
     """The one Job that runs `lifeboat backup` for this Backup."""
     meta = backup.metadata
     name, namespace, uid = meta.name or "", meta.namespace or "", meta.uid or ""
@@ -270,7 +276,7 @@ def cleanup_job_name(backup: Backup) -> str:
     return child_name(backup.metadata.name or "", backup.metadata.uid or "", "cleanup")
 
 
-def build_cleanup_job(backup: Backup, defaults: JobDefaults) -> Manifest:
+def build_cleanup_job(backup: Backup, defaults: JobDefaults) -> Object:
     """A Job that deletes this Backup's manifest and artifact from storage (deletionPolicy
     Delete). It has no ownerReference: its owner is being deleted and must not take it along;
     the controller deletes it once it succeeded."""
@@ -300,7 +306,7 @@ def build_restore_job(
     source_url: str,
     target: DatabaseSpec,
     defaults: JobDefaults,
-) -> Manifest:
+) -> Object:
     """The one Job that runs `lifeboat restore` for this Restore."""
     meta = restore.metadata
     name, namespace, uid = meta.name or "", meta.namespace or "", meta.uid or ""

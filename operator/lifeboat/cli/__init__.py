@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from lifeboat import __version__
+from lifeboat.contract import format_error_line
 from lifeboat.worker.errors import Interrupted, LifeboatError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -83,5 +84,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(exc: LifeboatError, debug: bool) -> int:
     if debug:
         traceback.print_exc()
-    print(f"lifeboat: error: {exc.reason}: {exc}", file=sys.stderr)
+    print(format_error_line(exc.reason, str(exc)), file=sys.stderr)
     return exc.exit_code

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from lifeboat.contract import ExitCode
 from lifeboat.worker.errors import LifeboatError
 from lifeboat.worker.progress import JsonLinesReporter, Progress, Reporter
 from lifeboat.worker.terminal import TerminalReporter
@@ -69,7 +70,7 @@ def make_progress(
 
 class DeadlineExceeded(LifeboatError):
     reason = "DeadlineExceeded"
-    exit_code = 124
+    exit_code = ExitCode.TIMEOUT
 
 
 @contextmanager

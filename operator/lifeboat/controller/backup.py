@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import kopf
 from kubernetes import client
@@ -25,6 +24,7 @@ from lifeboat.builders.jobs import (
     cleanup_job_name,
     database_label,
 )
+from lifeboat.contract import Object
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.jobs import (
     now_iso,
@@ -47,8 +47,6 @@ from lifeboat.kube.objects import (
     patch_status,
     read_job,
 )
-
-Object = dict[str, Any]
 
 
 def has_artifact(status: Object) -> bool:

@@ -19,6 +19,7 @@ from kubernetes import client
 from pydantic import BaseModel, ValidationError
 
 from lifeboat.api import Phase, describe_validation_error
+from lifeboat.contract import Object
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.transitions import (
     TERMINAL_PHASES,
@@ -38,7 +39,6 @@ from lifeboat.kube.objects import (
     read_job,
 )
 
-Object = dict[str, Any]
 log = logging.getLogger(__name__)
 
 _locks: dict[tuple[str, str, str], threading.Lock] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from kubernetes import client
 from pydantic import ValidationError
@@ -26,6 +25,7 @@ from lifeboat.builders.jobs import (
     restore_job_name,
     storage_url,
 )
+from lifeboat.contract import Object, same_family
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.jobs import (
     Target,
@@ -36,15 +36,6 @@ from lifeboat.controller.jobs import (
 )
 from lifeboat.controller.transitions import TERMINAL_PHASES, Verdict
 from lifeboat.kube.objects import list_custom, read_custom
-
-Object = dict[str, Any]
-
-_ENGINE_FAMILY = {
-    "postgresql": "postgresql",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-    "sqlite": "sqlite",
-}
 
 
 def has_verification(status: Object) -> bool:
@@ -171,7 +162,7 @@ def _resolve_source(
         write_verdict(api, target, Verdict(Phase.FAILED, "BackupInvalid", message))
         return None
     database = spec.target or backup.spec.database
-    if _ENGINE_FAMILY[database.engine.value] != _ENGINE_FAMILY[backup.spec.database.engine.value]:
+    if not same_family(database.engine.value, backup.spec.database.engine.value):
         write_verdict(
             api,
             target,

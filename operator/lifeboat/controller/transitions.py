@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from lifeboat.api import ConditionStatus, ConditionType, Phase
-
-Object = dict[str, Any]
+from lifeboat.contract import Object, parse_error_line
 
 TERMINAL_PHASES = frozenset({Phase.COMPLETED.value, Phase.FAILED.value})
 # Waiting reasons of a container that will not go away by themselves.
@@ -28,7 +26,6 @@ STUCK_REASONS = frozenset(
         "CreateContainerError",
     }
 )
-ERROR_LINE_PREFIX = "lifeboat: error: "
 
 
 class JobState(StrEnum):
@@ -91,16 +88,21 @@ def view_job(job: Object | None, pods: list[Object] | None = None) -> JobView:
         if kind in conditions:
             condition = conditions[kind]
             reason = condition.get("reason") or "JobFailed"
+            message = condition.get("message") or f"the Job failed ({reason})"
             worker_error = worker_error_from_pods(pods or [])
-            message = worker_error or condition.get("message") or f"the Job failed ({reason})"
+            if worker_error is not None:
+                # The worker knows why (AuthenticationFailed); the Job only that a Pod failed.
+                reason = worker_error[0] or reason
+                message = worker_error[1]
             return JobView(JobState.FAILED, reason=reason, message=message, **common)
     if int(status.get("active", 0)) > 0 or int(status.get("ready", 0)) > 0:
         return JobView(JobState.RUNNING, **common)
     return JobView(JobState.PENDING, **common)
 
 
-def worker_error_from_pods(pods: list[Object]) -> str | None:
-    """The worker's one-line error from the newest failed Pod's termination message."""
+def worker_error_from_pods(pods: list[Object]) -> tuple[str | None, str] | None:
+    """(reason, message) of the worker's error line in the newest failed Pod's termination
+    message (see `lifeboat.contract.format_error_line`)."""
 
     def created(pod: Object) -> str:
         return str(pod.get("metadata", {}).get("creationTimestamp", ""))
@@ -108,10 +110,9 @@ def worker_error_from_pods(pods: list[Object]) -> str | None:
     for pod in sorted(pods, key=created, reverse=True):
         for container in pod.get("status", {}).get("containerStatuses") or []:
             terminated = (container.get("state") or {}).get("terminated") or {}
-            text = terminated.get("message") or ""
-            lines = [ln for ln in text.splitlines() if ln.startswith(ERROR_LINE_PREFIX)]
-            if lines:
-                return lines[-1][len(ERROR_LINE_PREFIX) :]
+            parsed = parse_error_line(terminated.get("message") or "")
+            if parsed is not None:
+                return parsed
     return None
 
 

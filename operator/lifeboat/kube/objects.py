@@ -13,8 +13,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from lifeboat.api import GROUP, VERSION
-
-Object = dict[str, Any]
+from lifeboat.contract import Object
 
 
 class KubeError(Exception):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from lifeboat.contract import DEFAULT_PORTS, ENV_DB_PASSWORD, ENV_DB_PASSWORD_FILE
 from lifeboat.worker.errors import UsageError
 
 ENGINE_SCHEMES = {
@@ -22,7 +23,6 @@ ENGINE_SCHEMES = {
     "mariadb": "mariadb",
     "sqlite": "sqlite",
 }
-DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 
 
 @dataclass(frozen=True)
@@ -105,15 +105,15 @@ def parse_database_url(url: str, environ: Mapping[str, str] | None = None) -> Da
 
 
 def _password_from_environment(engine: str, env: Mapping[str, str]) -> str | None:
-    if env.get("LIFEBOAT_DB_PASSWORD"):
-        return env["LIFEBOAT_DB_PASSWORD"]
-    password_file = env.get("LIFEBOAT_DB_PASSWORD_FILE")
+    if env.get(ENV_DB_PASSWORD):
+        return env[ENV_DB_PASSWORD]
+    password_file = env.get(ENV_DB_PASSWORD_FILE)
     if password_file:
         try:
             return Path(password_file).read_text().rstrip("\r\n")
         except OSError as exc:
             raise UsageError(
-                f"LIFEBOAT_DB_PASSWORD_FILE: cannot read {password_file} ({exc.strerror})"
+                f"{ENV_DB_PASSWORD_FILE}: cannot read {password_file} ({exc.strerror})"
             ) from None
     native = {"postgresql": "PGPASSWORD", "mysql": "MYSQL_PWD", "mariadb": "MYSQL_PWD"}[engine]
     return env.get(native) or None

@@ -8,32 +8,65 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lifeboat.contract import ExitCode
+
 
 class LifeboatError(Exception):
     """Base of every error the worker reports without a traceback."""
 
     reason = "Failed"
-    exit_code = 1
+    exit_code: int = ExitCode.FAILED
 
 
 class UsageError(LifeboatError):
     """The command line or a URL is wrong; the message names the argument and the fix."""
 
     reason = "InvalidArgument"
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class DatabaseError(LifeboatError):
     reason = "DatabaseError"
-    exit_code = 3
+    exit_code = ExitCode.DATABASE
 
 
 class DatabaseUnreachable(DatabaseError):
     reason = "DatabaseUnreachable"
 
 
-class AuthenticationFailed(DatabaseError):
+class DatabaseRefused(DatabaseError):
+    """The server answered and said no: a retry cannot fix it, a change (a password, a grant,
+    a role, another server) can. The message names what to change."""
+
+    reason = "DatabaseRefused"
+    exit_code = ExitCode.REFUSED
+
+
+class AuthenticationFailed(DatabaseRefused):
     reason = "AuthenticationFailed"
+
+
+class InsufficientPrivilege(DatabaseRefused):
+    """The login works but lacks a privilege; the message names it, the object, and the GRANT
+    that would fix it."""
+
+    reason = "InsufficientPrivilege"
+
+
+class DatabaseNotFound(DatabaseRefused):
+    reason = "DatabaseNotFound"
+
+
+class IncompatibleServer(DatabaseRefused):
+    """The target server cannot load this backup (an older major version, another product)."""
+
+    reason = "IncompatibleServer"
+
+
+class RoleMissing(DatabaseRefused):
+    """The backup names roles (owners, grantees) that the target server does not have."""
+
+    reason = "RoleMissing"
 
 
 class DumpFailed(DatabaseError):
@@ -42,7 +75,7 @@ class DumpFailed(DatabaseError):
 
 class StorageError(LifeboatError):
     reason = "StorageError"
-    exit_code = 4
+    exit_code = ExitCode.STORAGE
 
 
 class BucketNotFound(StorageError):
@@ -69,7 +102,7 @@ class BackupNotFound(StorageError):
 
 class RestoreError(LifeboatError):
     reason = "RestoreFailed"
-    exit_code = 5
+    exit_code = ExitCode.VERIFICATION
 
 
 class ManifestInvalid(RestoreError):
@@ -96,4 +129,4 @@ class VerificationFailed(RestoreError):
 
 class Interrupted(LifeboatError):
     reason = "Interrupted"
-    exit_code = 130
+    exit_code = ExitCode.INTERRUPTED

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from lifeboat import __version__
+from lifeboat.contract import ENGINE_FAMILIES, same_family
 from lifeboat.worker.compression import (
     Compression,
     DecompressingReader,
@@ -40,13 +41,6 @@ from lifeboat.worker.manifest import (
 from lifeboat.worker.progress import Progress
 from lifeboat.worker.storage.base import Storage
 from lifeboat.worker.streams import CHUNK_SIZE, Readable
-
-ENGINE_FAMILIES = {
-    "postgresql": "postgresql",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-    "sqlite": "sqlite",
-}
 
 
 def artifact_key(engine: str, compression: Compression) -> str:
@@ -179,7 +173,7 @@ def run_restore(
     """Restore the backup at `storage` into `engine`'s database, proven or not at all."""
     progress.set_stage("reading manifest")
     manifest = load_manifest(storage)
-    if ENGINE_FAMILIES.get(manifest.engine) != ENGINE_FAMILIES[engine.name]:
+    if not same_family(manifest.engine, engine.name):
         raise RestoreError(
             f"the backup at {storage.uri()} is a {manifest.engine} backup; "
             f"it cannot be restored into {engine.name}"

@@ -24,6 +24,7 @@ from lifeboat.api import (
     ProgressStatus,
     RestoreVerification,
 )
+from lifeboat.contract import ExitCode
 from lifeboat.kube.client import make_api_client
 from lifeboat.kube.objects import KubeError, patch_status
 from lifeboat.worker.errors import LifeboatError, UsageError
@@ -37,7 +38,7 @@ MAX_MISMATCHES = 20  # status must stay small; the message has the rest
 
 class StatusWriteFailed(LifeboatError):
     reason = "StatusWriteFailed"
-    exit_code = 6
+    exit_code = ExitCode.STATUS_WRITE
 
 
 def parse_status_target(value: str) -> tuple[str, str, str]:

@@ -11,18 +11,13 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from lifeboat.contract import format_bytes
 from lifeboat.worker.progress import ProgressSnapshot
 
 
 def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+    """`format_bytes`, with '?' for an unknown amount."""
+    return "?" if n is None else format_bytes(n)
 
 
 def human_seconds(s: float | None) -> str:

@@ -58,6 +58,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from lifeboat import __version__
+from lifeboat.contract import ENV_S3_ADDRESSING_STYLE
 from lifeboat.worker.errors import (
     AccessDenied,
     BackupNotFound,
@@ -80,7 +81,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 AddressingStyle = Literal["path", "virtual", "auto"]
 ADDRESSING_STYLES: tuple[AddressingStyle, ...] = ("path", "virtual", "auto")
-ADDRESSING_STYLE_ENV = "LIFEBOAT_S3_ADDRESSING_STYLE"
+ADDRESSING_STYLE_ENV = ENV_S3_ADDRESSING_STYLE
 
 MIB = 1024 * 1024
 S3_MIN_PART_SIZE = 5 * MIB
