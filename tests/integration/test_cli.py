@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from lifeboat.cli.demo import create_shop, fingerprint
+from lifeboat.contract import ExitCode
 
 
 def lifeboat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -44,9 +45,9 @@ def test_backup_and_restore_positional_forms_with_json_progress(tmp_path: Path) 
 
 def test_errors_are_one_line_with_the_cause_and_no_traceback(tmp_path: Path) -> None:
     missing = lifeboat("backup", f"sqlite:///{tmp_path}/nope.db", str(tmp_path / "b"))
-    assert missing.returncode == 3
+    assert missing.returncode == ExitCode.REFUSED
     assert missing.stderr.strip().splitlines()[-1] == (
-        f"lifeboat: error: DatabaseError: no SQLite database at {tmp_path}/nope.db: "
+        f"lifeboat: error: DatabaseNotFound: no SQLite database at {tmp_path}/nope.db: "
         "check DATABASE_URL"
     )
     quiet = lifeboat(
@@ -55,11 +56,11 @@ def test_errors_are_one_line_with_the_cause_and_no_traceback(tmp_path: Path) -> 
     assert len(quiet.stderr.strip().splitlines()) == 1
     assert "Traceback" not in missing.stderr
     no_backup = lifeboat("restore", str(tmp_path / "empty"), f"sqlite:///{tmp_path}/x.db")
-    assert no_backup.returncode == 4
+    assert no_backup.returncode == ExitCode.STORAGE
     assert "BackupNotFound" in no_backup.stderr
     assert "Traceback" not in no_backup.stderr
     bad_url = lifeboat("backup", "postgresql://u:hunter2@h/db", str(tmp_path / "b"))
-    assert bad_url.returncode == 2
+    assert bad_url.returncode == ExitCode.USAGE
     assert "hunter2" not in bad_url.stderr + bad_url.stdout
     debug = lifeboat("--debug", "restore", str(tmp_path / "empty"), f"sqlite:///{tmp_path}/x.db")
     assert "Traceback" in debug.stderr

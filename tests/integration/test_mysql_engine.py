@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,16 +17,17 @@ import psutil
 import pytest
 
 from lifeboat.worker.database_url import parse_database_url
-from lifeboat.worker.engines import mysql as mysql_engine
 from lifeboat.worker.engines.base import RestoreOptions, RestoreResult
-from lifeboat.worker.engines.mysql import MariaDBEngine, MySQLEngine
+from lifeboat.worker.engines.mysql import MariaDBEngine, MySQLEngine, held_objects
 from lifeboat.worker.errors import (
     AuthenticationFailed,
     ChecksumMismatch,
-    DatabaseError,
+    DatabaseNotFound,
     DatabaseUnreachable,
-    DumpFailed,
+    IncompatibleServer,
+    InsufficientPrivilege,
     RestoreError,
+    UsageError,
     VerificationFailed,
 )
 from lifeboat.worker.manifest import Manifest, TableManifest
@@ -35,6 +40,7 @@ from tests.support.mariadb import (
     TRICKY_STRINGS,
     MariaDBDatabase,
     MariaDBDatabases,
+    MariaDBUser,
     fingerprint,
     quote,
     seed_sample_schema,
@@ -75,13 +81,18 @@ class FailingSource:
         return chunk
 
 
-def engine_for(db: MariaDBDatabase, scheme: str = "mariadb") -> MySQLEngine:
-    url = parse_database_url(db.url_for(scheme), environ=db.env)
+def engine_for(
+    db: MariaDBDatabase, scheme: str = "mariadb", user: MariaDBUser | None = None
+) -> MySQLEngine:
+    """The engine for `db`, logged in as its own user (ALL on it alone) unless `user`."""
+    login = user or db.user
+    url = parse_database_url(db.url_for(scheme, login), environ=login.env)
     return MariaDBEngine(url) if url.engine == "mariadb" else MySQLEngine(url)
 
 
 def take_backup(engine: MySQLEngine, progress: Progress | None = None) -> tuple[bytes, Manifest]:
     """What the pipeline does, minus compression and storage: the raw dump and its manifest."""
+    engine.preflight_backup()
     info = engine.inspect()
     chunks = []
     with engine.dump(progress or Progress("backup")) as dump:
@@ -90,7 +101,7 @@ def take_backup(engine: MySQLEngine, progress: Progress | None = None) -> tuple[
         summary = dump.finish()
     raw = b"".join(chunks)
     manifest = manifest_for_raw_dump(engine, info.version, summary.row_counts, raw, "dump.sql")
-    return raw, manifest
+    return raw, manifest.model_copy(update={"roles": summary.roles, "objects": summary.objects})
 
 
 def restore(
@@ -196,7 +207,7 @@ def test_rows_written_during_the_dump_are_not_in_it_nor_in_its_counts(
     assert shop.row_counts()["bulk_rows"] == 2 * counts_at_start["bulk_rows"]
     assert dict(summary.row_counts) == counts_at_start
 
-    copy = mariadb_databases.create("copy")
+    copy = mariadb_databases.create("copy", user=shop.user)
     raw = b"".join(chunks)
     _, manifest = take_backup(engine_for(shop))  # a valid manifest shape...
     manifest = manifest.model_copy(
@@ -252,7 +263,7 @@ def test_restore_into_a_missing_database_creates_it(
     shop: MariaDBDatabase, mariadb_databases: MariaDBDatabases
 ) -> None:
     raw, manifest = take_backup(engine_for(shop))
-    target = mariadb_databases.reserve("new")
+    target = mariadb_databases.reserve("new", user=shop.user)
     assert not target.exists()
 
     result = restore(engine_for(target), raw, manifest)
@@ -283,7 +294,7 @@ def test_a_source_that_fails_leaves_a_missing_target_missing(
     shop: MariaDBDatabase, mariadb_databases: MariaDBDatabases
 ) -> None:
     raw, manifest = take_backup(engine_for(shop))
-    target = mariadb_databases.reserve("new")
+    target = mariadb_databases.reserve("new", user=shop.user)
     engine = engine_for(target)
     with pytest.raises(ChecksumMismatch):
         engine.restore(FailingSource(raw, len(raw)), manifest, Progress("r"), RestoreOptions())
@@ -296,12 +307,30 @@ def test_sql_that_fails_late_leaves_the_target_untouched(shop: MariaDBDatabase) 
     raw, manifest = take_backup(engine)
     damage(shop)
     before = fingerprint(shop)
-    broken = raw + b"INSERT INTO no_such_table VALUES (1);\n"
+    # The last table's INSERT twice: the client fails on a duplicate key at the end of the data.
+    start = raw.rindex(b"INSERT INTO ", 0, raw.rindex(b"UNLOCK TABLES;"))
+    end = raw.index(b";\n", start) + 2
+    broken = raw[:end] + raw[start:end] + raw[end:]
 
-    with pytest.raises(RestoreError, match=r"no_such_table.*doesn't exist") as caught:
+    with pytest.raises(RestoreError, match=r"Duplicate entry") as caught:
         restore(engine, broken, manifest)
 
     assert "target was not touched" in str(caught.value)
+    assert fingerprint(shop) == before
+    assert shop.leftovers() == []
+
+
+def test_a_statement_outside_any_table_is_never_run(shop: MariaDBDatabase) -> None:
+    """Statements in the staged stream run against the target database itself: only what
+    mariadb-dump writes there (session settings) may pass."""
+    engine = engine_for(shop)
+    raw, manifest = take_backup(engine)
+    before = fingerprint(shop)
+    hostile = raw + b"DROP TABLE customers;\n"
+
+    with pytest.raises(RestoreError, match=r"unexpected statement.*DROP TABLE customers"):
+        restore(engine, hostile, manifest)
+
     assert fingerprint(shop) == before
     assert shop.leftovers() == []
 
@@ -352,10 +381,20 @@ def test_a_failure_after_the_swap_is_rolled_back(
     )
     before = fingerprint(shop)
 
-    def events_fail(self: object, database: str, sql: bytes) -> None:
-        raise RestoreError("test: creating the events failed")
+    run = held_objects.HeldObjects.run
 
-    monkeypatch.setattr(mysql_engine._Restore, "_replay", events_fail)
+    def events_fail(
+        self: held_objects.HeldObjects,
+        session: object,
+        section: held_objects.HeldSection,
+        *,
+        mariadb_server: bool,
+    ) -> None:
+        if section.kind == held_objects.EVENTS:
+            raise RestoreError("test: creating the events failed")
+        run(self, session, section, mariadb_server=mariadb_server)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(held_objects.HeldObjects, "run", events_fail)
     with pytest.raises(RestoreError, match="creating the events failed; rolled back"):
         restore(engine, raw, manifest)
 
@@ -391,7 +430,7 @@ def test_triggers_named_with_their_database_stay_inside_the_restored_one(
     raw, manifest = take_backup(engine_for(source))
     assert f"TRIGGER {quote(source.name)}.stamp".encode() in raw  # mariadb-dump keeps it
     source_before = fingerprint(source)
-    copy = mariadb_databases.reserve("copy")
+    copy = mariadb_databases.reserve("copy", user=source.user)
 
     restore(engine_for(copy), raw, manifest)
     restore(engine_for(source), raw, manifest)
@@ -411,7 +450,8 @@ def test_progress_reports_every_table_on_dump_and_restore(
     raw, manifest = take_backup(engine, dumping)
     restoring = RecordingProgress("restore")
 
-    restore(engine_for(mariadb_databases.reserve("copy")), raw, manifest, progress=restoring)
+    copy = mariadb_databases.reserve("copy", user=shop.user)
+    restore(engine_for(copy), raw, manifest, progress=restoring)
 
     assert sorted(dumping.done) == sorted(tables)
     assert sorted(dumping.started) == sorted(tables)
@@ -432,7 +472,7 @@ def test_a_wrong_password_is_an_authentication_failure(mariadb_database: MariaDB
     with pytest.raises(AuthenticationFailed) as caught:
         MariaDBEngine(url).inspect()
     message = str(caught.value)
-    assert "'lifeboat'" in message
+    assert f"'{mariadb_database.user.name}'" in message
     assert "LIFEBOAT_DB_PASSWORD" in message
     assert "wrong" not in message.replace("(wrong password?)", "")
     assert PASSWORD not in message
@@ -449,8 +489,20 @@ def test_a_closed_port_is_unreachable(mariadb_database: MariaDBDatabase) -> None
 
 def test_an_unknown_database_is_a_database_error(mariadb_databases: MariaDBDatabases) -> None:
     missing = mariadb_databases.reserve("missing")
-    with pytest.raises(DatabaseError, match=f"database '{missing.name}' does not exist"):
+    with pytest.raises(DatabaseNotFound, match=f"database '{missing.name}' does not exist"):
         engine_for(missing).inspect()
+
+
+def test_a_refusal_names_the_database_the_server_refused(
+    mariadb_databases: MariaDBDatabases,
+) -> None:
+    mine = mariadb_databases.create("mine")
+    theirs = mariadb_databases.create("theirs")
+    with pytest.raises(InsufficientPrivilege) as caught:
+        engine_for(theirs, user=mine.user).inspect()
+    message = str(caught.value)
+    assert f"refused user '{mine.user.name}' on database '{theirs.name}'" in message
+    assert f"database '{mine.name}'" not in message
 
 
 def test_a_failing_dump_reports_the_tools_error(mariadb_databases: MariaDBDatabases) -> None:
@@ -458,7 +510,9 @@ def test_a_failing_dump_reports_the_tools_error(mariadb_databases: MariaDBDataba
     with engine_for(missing).dump(Progress("backup")) as dump:
         while dump.read(65536):
             pass
-        with pytest.raises(DumpFailed, match=r"mariadb-dump failed: .*Unknown database"):
+        with pytest.raises(
+            DatabaseNotFound, match=f"mariadb-dump failed: database '{missing.name}' does not"
+        ):
             dump.finish()
 
 
@@ -485,6 +539,324 @@ def test_the_password_never_reaches_argv(shop: MariaDBDatabase) -> None:
         while dump.read(65536):
             pass
         dump.finish()
+
+
+def test_foreign_keys_keep_their_names_whoever_named_them(shop: MariaDBDatabase) -> None:
+    """InnoDB constraint names are unique per database: the staged tables carry names of their
+    own until the swap, and every foreign key ends up named as in the backup."""
+    shop.execute(
+        "CREATE TABLE order_notes (id INT PRIMARY KEY, order_id INT, note_of INT,"
+        " FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE CASCADE,"
+        " CONSTRAINT notes_self FOREIGN KEY (note_of) REFERENCES order_notes (id))",
+        "INSERT INTO order_notes VALUES (1, 1, NULL), (2, 1, 1)",
+    )
+    engine = engine_for(shop)
+    before = fingerprint(shop)
+    assert "CONSTRAINT `order_notes_ibfk_1`" in before["table order_notes"]
+    raw, manifest = take_backup(engine)
+    damage(shop)
+
+    restore(engine, raw, manifest)
+
+    assert fingerprint(shop) == before
+    assert shop.leftovers() == []
+    with pytest.raises(Exception, match="foreign key constraint fails"):
+        shop.execute("INSERT INTO order_notes VALUES (3, 999, NULL)")
+
+
+def test_a_kept_table_holding_a_foreign_key_name_the_backup_needs_is_refused(
+    shop: MariaDBDatabase,
+) -> None:
+    engine = engine_for(shop)
+    raw, manifest = take_backup(engine)
+    shop.execute(
+        "SET FOREIGN_KEY_CHECKS = 0",
+        "ALTER TABLE orders DROP FOREIGN KEY orders_customer",
+        "CREATE TABLE reviews (id INT PRIMARY KEY, order_id INT,"
+        " CONSTRAINT orders_customer FOREIGN KEY (order_id) REFERENCES reviews (id))",
+    )
+    before = fingerprint(shop)
+    with pytest.raises(RestoreError, match="table reviews, which the restore keeps, has a foreign"):
+        restore(engine, raw, manifest, keep=True)
+    assert fingerprint(shop) == before
+    assert shop.leftovers() == []
+
+
+def test_plan_restore_says_what_a_restore_would_do_and_does_nothing(
+    shop: MariaDBDatabase,
+) -> None:
+    engine = engine_for(shop)
+    raw, manifest = take_backup(engine)
+    add_later_objects(shop)
+    before = fingerprint(shop)
+    late = {
+        "table late_table",
+        "view late_view",
+        "procedure late_procedure",
+        "function late_function",
+        "event late_event",
+        "trigger late_trigger",
+    }
+    backup_objects = {
+        "table customers",
+        "table orders",
+        "table attachments",
+        "table empty_things",
+        f"table {ODD_TABLE}",
+        "table bulk_rows",
+        "view customer_totals",
+        "view big_customers",
+        "procedure add_order",
+        "function shout",
+        "trigger orders_audit",
+        "event nightly_cleanup",
+    }
+    assert set(manifest.objects or ()) == backup_objects
+
+    plan = engine.plan_restore(manifest, RestoreOptions())
+    kept = engine.plan_restore(manifest, RestoreOptions(keep_extra_objects=True))
+
+    assert fingerprint(shop) == before
+    assert plan.database == shop.name
+    assert plan.database_exists
+    assert "MariaDB" in plan.server_version
+    assert set(plan.replaced) == backup_objects == set(kept.replaced)
+    assert set(plan.dropped) == late
+    assert plan.kept == []
+    assert set(kept.kept) == late
+    assert kept.dropped == []
+    assert [c.name for c in plan.checks] == [
+        "connect",
+        "server version",
+        "privileges",
+        "definers",
+        "objects",
+    ]
+    assert f"logged in as {shop.user.label}" in plan.checks[0].detail
+    # What the plans promised is what the restores do.
+    restore(engine, raw, manifest, keep=True)
+    assert {k for k in fingerprint(shop) if "late_" in k} == late | {"rows late_table"}
+    restore(engine, raw, manifest)
+    assert not [k for k in fingerprint(shop) if "late_" in k]
+
+
+def test_plan_restore_of_a_missing_database_creates_nothing(
+    shop: MariaDBDatabase, mariadb_databases: MariaDBDatabases
+) -> None:
+    _, manifest = take_backup(engine_for(shop))
+    target = mariadb_databases.reserve("new", user=shop.user)
+
+    plan = engine_for(target).plan_restore(manifest, RestoreOptions())
+
+    assert not plan.database_exists
+    assert not target.exists()
+    assert plan.replaced == plan.dropped == plan.kept == []
+    assert f"database {target.name} does not exist: the restore creates it" in plan.notes
+    assert f"may create {target.name}" in plan.checks[2].detail
+
+
+@pytest.mark.parametrize(
+    ("backup_version", "refused"),
+    [
+        ("8.0.36", "cannot load a MySQL 8 dump"),
+        ("8.4.2-log", "cannot load a MySQL 8 dump"),
+        ("11.4.2-MariaDB-ubu2404", "newer than the target's MariaDB 10.11"),
+        ("5.5.5-11.8.1-MariaDB", "newer than the target's MariaDB 10.11"),
+        ("10.6.18-MariaDB-0+deb12u1", None),
+        ("10.11.2-MariaDB", None),
+        ("5.7.44-log", None),
+    ],
+)
+def test_plan_restore_refuses_a_backup_the_server_cannot_load(
+    shop: MariaDBDatabase, backup_version: str, refused: str | None
+) -> None:
+    engine = engine_for(shop)
+    _, manifest = take_backup(engine)
+    claimed = manifest.model_copy(update={"server_version": backup_version})
+    if refused is None:
+        plan = engine.plan_restore(claimed, RestoreOptions())
+        assert plan.checks[1].name == "server version"
+        return
+    with pytest.raises(IncompatibleServer, match=refused) as caught:
+        engine.plan_restore(claimed, RestoreOptions())
+    assert backup_version in str(caught.value)
+
+
+@pytest.mark.parametrize("option", ["no_owner", "no_privileges"])
+def test_postgresql_options_are_refused(shop: MariaDBDatabase, option: str) -> None:
+    engine = engine_for(shop)
+    raw, manifest = take_backup(engine)
+    options = RestoreOptions(**{option: True})
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(UsageError, match=f"{flag}.*PostgreSQL options"):
+        engine.plan_restore(manifest, options)
+    with pytest.raises(UsageError, match=f"{flag}.*PostgreSQL options"):
+        engine.restore(io.BytesIO(raw), manifest, Progress("restore"), options)
+
+
+def test_the_dump_names_its_objects_and_their_definers(shop: MariaDBDatabase) -> None:
+    shop.root_execute("CREATE DEFINER = 'someone'@'10.0.%' VIEW by_someone AS SELECT 1 AS one")
+    engine = engine_for(shop)
+    with engine.dump(Progress("backup")) as dump:
+        while dump.read(65536):
+            pass
+        summary = dump.finish()
+    assert summary.roles == sorted([shop.user.label, "someone@10.0.%"])
+    assert "view by_someone" in summary.objects
+    assert {"trigger orders_audit", "event nightly_cleanup", "function shout"} <= set(
+        summary.objects
+    )
+
+
+def test_inspect_estimates_every_table_under_its_progress_name(shop: MariaDBDatabase) -> None:
+    shop.execute("ANALYZE TABLE bulk_rows")
+    engine = engine_for(shop)
+    info = engine.inspect()
+    dumping = RecordingProgress("backup")
+    take_backup(engine, dumping)
+    assert set(info.table_bytes) == set(dumping.done) == set(info.tables)
+    assert sum(info.table_bytes.values()) == info.estimated_bytes
+    assert info.table_bytes[ODD_TABLE] > 0
+    assert info.table_bytes["bulk_rows"] > 1_000_000
+
+
+def quote_b(name: str) -> bytes:
+    return quote(name).encode()
+
+
+class PositionedSource:
+    """A source that knows how many bytes were read, to see when progress moved."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    @property
+    def position(self) -> int:
+        return self._data.tell()
+
+    def read(self, n: int = -1, /) -> bytes:
+        return self._data.read(min(n, 64 * 1024) if n >= 0 else 64 * 1024)
+
+
+def test_restore_progress_counts_each_table_as_its_data_goes_by(
+    shop: MariaDBDatabase, mariadb_databases: MariaDBDatabases
+) -> None:
+    raw, manifest = take_backup(engine_for(shop))
+    source = PositionedSource(raw)
+    seen: list[tuple[str, int, int]] = []
+
+    class Watching(Progress):
+        def item_done(self, name: str) -> None:
+            super().item_done(name)
+            seen.append((name, source.position, self.snapshot().items_done))
+
+    progress = Watching("restore")
+    progress.set_totals(items_total=len(manifest.tables))
+    target = mariadb_databases.reserve("copy", user=shop.user)
+    target_engine = engine_for(target)
+    target_engine.restore(source, manifest, progress, RestoreOptions())
+
+    in_dump_order = sorted(
+        manifest.row_counts, key=lambda t: raw.index(b"-- Dumping data for table " + quote_b(t))
+    )
+    assert [name for name, _, _ in seen] == in_dump_order
+    assert [done for _, _, done in seen] == list(range(1, len(manifest.tables) + 1))
+    positions = [position for _, position, _ in seen]
+    assert positions == sorted(positions)
+    assert positions[0] < len(raw) // 2  # the first table was done long before the end
+
+
+RESTORE_WORKER = """
+import os, sys
+from lifeboat.worker.database_url import parse_database_url
+from lifeboat.worker.engines.base import RestoreOptions
+from lifeboat.worker.engines.mysql import MariaDBEngine
+from lifeboat.worker.manifest import Manifest
+from lifeboat.worker.progress import Progress
+
+engine = MariaDBEngine(parse_database_url(sys.argv[1], environ=os.environ))
+manifest = Manifest.model_validate_json(sys.argv[2])
+engine.restore(sys.stdin.buffer, manifest, Progress("restore"), RestoreOptions())
+"""
+
+
+def staged_tables(db: MariaDBDatabase) -> list[str]:
+    return [entry for entry in db.leftovers() if entry.startswith("table __lifeboat_")]
+
+
+def test_staged_tables_of_a_killed_restore_are_removed_by_the_next_one(
+    shop: MariaDBDatabase,
+) -> None:
+    engine = engine_for(shop)
+    raw, manifest = take_backup(engine)
+    damage(shop)
+    before = fingerprint(shop)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", RESTORE_WORKER, shop.url, manifest.model_dump_json()],
+        stdin=subprocess.PIPE,
+        env={**os.environ, **shop.env},
+        start_new_session=True,
+    )
+    assert worker.stdin is not None
+    try:
+        # Everything up to the data of `customers`: attachments and bulk_rows are staged by then.
+        worker.stdin.write(raw[: raw.index(b"-- Dumping data for table `customers`")])
+        worker.stdin.flush()
+        assert wait_until(lambda: any("bulk_rows" in t for t in staged_tables(shop)), 60)
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker dies as its Pod would
+        worker.wait(timeout=60)
+        worker.stdin.close()
+    assert wait_until(lambda: not sessions_of(shop), 60), "the killed restore's client lingers"
+
+    assert fingerprint(shop) == before  # the target's own tables were never touched
+    left = staged_tables(shop)
+    assert left
+    plan = engine.plan_restore(manifest, RestoreOptions())
+    assert any("staged tables of an interrupted restore" in n for n in plan.notes)
+
+    result = restore(engine, raw, manifest)
+
+    assert shop.leftovers() == []
+    assert any("removed the staged tables an interrupted restore left" in n for n in result.notes)
+    assert shop.row_counts() == manifest.row_counts
+
+
+def test_parked_tables_of_an_interrupted_swap_are_kept_and_reported(
+    shop: MariaDBDatabase,
+) -> None:
+    """A restore killed after its RENAME leaves the target's previous tables parked: they may
+    hold data someone needs, so later restores report them and never drop them."""
+    engine = engine_for(shop)
+    raw, manifest = take_backup(engine)
+    parked = "__lifeboat_0badc0_p3_orders"
+    shop.execute(
+        f"CREATE TABLE {quote(parked)} (id INT PRIMARY KEY, amount DECIMAL(12,2))",
+        f"INSERT INTO {quote(parked)} VALUES (1, 9.99), (2, 19.99)",
+    )
+    before = fingerprint(shop)
+
+    plan = engine.plan_restore(manifest, RestoreOptions())
+    result = restore(engine, raw, manifest)
+
+    for notes in (plan.notes, result.notes):
+        (note,) = [n for n in notes if parked in n]
+        assert "are kept" in note
+        assert f"DROP TABLE {quote(parked)}" in note
+    assert f"table {parked}" not in plan.dropped
+    assert shop.leftovers() == [f"table {parked}"]
+    assert str(shop.scalar(f"SELECT SUM(amount) FROM {quote(parked)}")) == "29.98"
+    assert fingerprint(shop) == before
+
+
+def sessions_of(db: MariaDBDatabase) -> int:
+    with contextlib.closing(db.server.root()) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = %s",
+            (db.user.name,),
+        )
+        row = cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 # -- helpers -------------------------------------------------------------------------------------

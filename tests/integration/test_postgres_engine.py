@@ -15,16 +15,20 @@ from typing import Any
 import psycopg
 import pytest
 
-from lifeboat.worker.engines import postgres as postgres_module
 from lifeboat.worker.engines._process import ToolProcess
 from lifeboat.worker.engines.base import DumpSummary, RestoreOptions, RestoreResult
 from lifeboat.worker.engines.postgres import PostgresEngine
+from lifeboat.worker.engines.postgres import archive as archive_module
+from lifeboat.worker.engines.postgres import dump as dump_module
+from lifeboat.worker.engines.postgres import restore as restore_module
+from lifeboat.worker.engines.postgres import tools as tools_module
 from lifeboat.worker.errors import (
     AuthenticationFailed,
     ChecksumMismatch,
-    DatabaseError,
+    DatabaseNotFound,
     DatabaseUnreachable,
     DumpFailed,
+    IncompatibleServer,
     RestoreError,
     VerificationFailed,
 )
@@ -105,6 +109,11 @@ class Source:
         self._fail_after = fail_after
         self.finished = False
 
+    @property
+    def position(self) -> int:
+        """Bytes handed out so far."""
+        return self._pos
+
     def read(self, n: int = -1, /) -> bytes:
         limit = len(self._data) if self._fail_after is None else self._fail_after
         if self._pos >= limit:
@@ -164,6 +173,12 @@ def backup(source_db: PgDatabase) -> Backup:
     return take_backup(source_db)
 
 
+@pytest.fixture
+def target_db(source_db: PgDatabase, pg_database_factory: PgDatabaseFactory) -> PgDatabase:
+    """Another database of the source's owner: its backups restore there as they are."""
+    return pg_database_factory(owner=source_db.role)
+
+
 def test_inspect_reads_version_tables_and_sizes(source_db: PgDatabase) -> None:
     info = engine_for(source_db).inspect()
 
@@ -178,6 +193,185 @@ def test_dump_counts_match_the_database_and_every_table_is_reported_done(
     assert dict(backup.summary.row_counts) == SAMPLE_ROW_COUNTS == source_db.row_counts()
     assert sorted(backup.items_done) == sorted(SAMPLE_ROW_COUNTS)
     assert backup.data.startswith(b"PGDMP")
+
+
+def test_inspect_sizes_each_table_under_the_name_progress_reports_it_by(
+    source_db: PgDatabase, backup: Backup
+) -> None:
+    info = engine_for(source_db).inspect()
+
+    assert sorted(info.table_bytes) == sorted(backup.items_done) == sorted(SAMPLE_ROW_COUNTS)
+    assert sum(info.table_bytes.values()) == info.estimated_bytes
+    assert info.table_bytes["shop.orders"] > 0
+
+
+def test_the_dump_names_its_roles_and_objects(source_db: PgDatabase, backup: Backup) -> None:
+    assert backup.summary.roles == [source_db.user]
+    assert {
+        "schema public",
+        "schema shop",
+        "table shop.order lines",
+        "view shop.customer_totals",
+        "function shop.order_total(integer)",
+        "sequence shop.invoice_numbers",
+        "sequence shop.orders_id_seq",
+        "large objects",
+    } <= set(backup.summary.objects)
+    assert len(backup.summary.objects) == len(set(backup.summary.objects))
+
+
+LATE_OBJECTS = {
+    "schema late_schema",
+    "table late_schema.stuff",
+    "table public.late_table",
+    "view public.late_view",
+    "function public.late_function()",
+    "table shop.late_in_old_schema",
+}
+
+
+def with_objects(backup: Backup) -> Manifest:
+    """The manifest as the pipeline writes it: with the dump's roles and objects."""
+    return backup.manifest.model_copy(
+        update={"roles": backup.summary.roles, "objects": backup.summary.objects}
+    )
+
+
+def test_plan_restore_sorts_the_targets_objects_and_changes_nothing(
+    source_db: PgDatabase, backup: Backup
+) -> None:
+    damage(source_db)
+    before = source_db.fingerprint()
+    manifest = with_objects(backup)
+
+    plan = engine_for(source_db).plan_restore(manifest, RestoreOptions())
+    kept = engine_for(source_db).plan_restore(manifest, RestoreOptions(keep_extra_objects=True))
+
+    assert source_db.fingerprint() == before
+    assert plan.database_exists is True
+    assert plan.database == source_db.url
+    assert set(plan.dropped) == LATE_OBJECTS
+    assert {"schema shop", "table shop.orders", "large objects"} <= set(plan.replaced)
+    assert "view shop.customer_totals" not in plan.replaced  # damage() dropped it
+    assert plan.kept == []
+    assert (set(kept.kept), kept.dropped, kept.replaced) == (LATE_OBJECTS, [], plan.replaced)
+    assert [(c.name, c.detail) for c in plan.checks] == [
+        ("connect", f"PostgreSQL {plan.server_version.split()[0]} at "
+         f"127.0.0.1:{source_db.server.port}, logged in as {source_db.user}"),
+        ("server version", f"the backup from PostgreSQL {plan.server_version.split()[0]} loads "
+         f"into PostgreSQL {plan.server_version.split()[0]} with pg_restore "
+         f"{tools_module.client_version('pg_restore')}"),
+        ("privileges", f"{source_db.user} is owner of {source_db.name}: may create schemas and "
+         "temporary tables"),
+        # schemas public, shop and late_schema, and the large objects: the rest goes with them
+        ("privileges", f"{source_db.user} may drop the 4 objects the restore drops or replaces"),
+        ("roles", f"the backup's roles exist: {source_db.user}"),
+    ]  # fmt: skip
+
+
+def test_plan_restore_of_a_missing_database_creates_nothing(
+    source_db: PgDatabase, backup: Backup, pg_database_factory: PgDatabaseFactory
+) -> None:
+    # Creating a database needs CREATEDB, for this test only.
+    target = pg_database_factory(create=False, owner=source_db.role, createdb=True)
+
+    plan = engine_for(target).plan_restore(with_objects(backup), RestoreOptions())
+
+    assert plan.database_exists is False
+    assert (plan.replaced, plan.dropped, plan.kept) == ([], [], [])
+    assert f"database {target.name} does not exist: the restore creates it" in plan.notes
+    assert not target.exists()
+
+
+def test_a_dump_from_a_newer_major_version_is_refused_by_the_plan(
+    backup: Backup, target_db: PgDatabase
+) -> None:
+    newer = backup.manifest.model_copy(update={"server_version": "99.1 (Debian 99.1-1)"})
+    version = str(target_db.scalar("SHOW server_version")).split()[0]
+
+    with pytest.raises(IncompatibleServer) as caught:
+        engine_for(target_db).plan_restore(newer, RestoreOptions())
+
+    assert str(caught.value) == (
+        f"the backup is from PostgreSQL 99.1 and 127.0.0.1:{target_db.server.port} runs "
+        f"PostgreSQL {version}: a dump does not load into an older major version; restore into "
+        "PostgreSQL 99 or newer"
+    )
+
+
+@pytest.fixture
+def old_pg_restore_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A pg_restore that says it is 14.11 (as an older worker image's would), first on PATH."""
+    tool = tmp_path / "bin" / "pg_restore"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\necho 'pg_restore (PostgreSQL) 14.11'\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}:{os.environ['PATH']}")
+    tools_module.client_version.cache_clear()
+    yield
+    tools_module.client_version.cache_clear()
+
+
+def test_an_archive_newer_than_the_local_pg_restore_is_refused_by_the_plan(
+    backup: Backup, target_db: PgDatabase, old_pg_restore_on_path: Any
+) -> None:
+    dumped = backup.manifest.server_version.split()[0]
+
+    with pytest.raises(IncompatibleServer) as caught:
+        engine_for(target_db).plan_restore(backup.manifest, RestoreOptions())
+
+    assert str(caught.value) == (
+        f"the backup was written by pg_dump {dumped.split('.')[0]} or newer (from PostgreSQL "
+        f"{dumped}), which this worker's pg_restore 14.11 cannot read: use a Lifeboat image with "
+        f"PostgreSQL {dumped.split('.')[0]} client tools or newer"
+    )
+
+
+def test_plan_restore_checks_the_password_before_anything_else(
+    backup: Backup, target_db: PgDatabase, pg_database_factory: PgDatabaseFactory
+) -> None:
+    newer = backup.manifest.model_copy(update={"server_version": "99.1"})
+    missing = pg_database_factory(create=False, owner=target_db.role)
+
+    for db in (target_db, missing):
+        wrong = PostgresEngine(db.database_url(LIFEBOAT_DB_PASSWORD="wrong-password"))
+        with pytest.raises(AuthenticationFailed):
+            wrong.plan_restore(newer, RestoreOptions())
+
+
+def test_restore_reports_each_table_done_while_the_data_still_streams(
+    pg_database_factory: PgDatabaseFactory,
+) -> None:
+    """pg_restore's verbose "processing data for table" lines move progress as it goes: the
+    small tables are done before the big last one (zz.bulk) has been read."""
+    source = pg_database_factory(prefix="src")
+    source.execute(
+        """
+        CREATE SCHEMA a;
+        CREATE TABLE a.one (id int); INSERT INTO a.one VALUES (1);
+        CREATE TABLE a.two (id int); INSERT INTO a.two VALUES (1), (2);
+        CREATE SCHEMA zz;
+        CREATE TABLE zz.bulk AS SELECT g AS id, repeat(md5(g::text), 4) AS pad
+            FROM generate_series(1, 60000) g;
+        """
+    )
+    backup = take_backup(source)
+    target = pg_database_factory(owner=source.role)
+    stream = Source(backup.data)
+    read_when_done: dict[str, int] = {}
+
+    class WatchingProgress(RecordingProgress):
+        def item_done(self, name: str) -> None:
+            read_when_done.setdefault(name, stream.position)
+            super().item_done(name)
+
+    progress = WatchingProgress("restore")
+    engine_for(target).restore(stream, backup.manifest, progress, RestoreOptions())
+
+    assert progress.done == ["a.one", "a.two", "zz.bulk"]
+    assert progress.snapshot().items_done == 3
+    assert len(backup.data) > 8 * 2**20
+    assert read_when_done["a.two"] < len(backup.data) - 4 * 2**20
 
 
 def test_round_trip_restores_exact_rows_and_drops_objects_made_after_the_backup(
@@ -211,16 +405,16 @@ def test_round_trip_restores_exact_rows_and_drops_objects_made_after_the_backup(
 
 
 def test_restore_into_another_database_reports_tables_and_counts(
-    source_db: PgDatabase, backup: Backup, pg_database: PgDatabase
+    source_db: PgDatabase, backup: Backup, target_db: PgDatabase
 ) -> None:
-    pg_database.execute("CREATE TABLE squatter (id int); INSERT INTO squatter VALUES (1)")
+    target_db.execute("CREATE TABLE squatter (id int); INSERT INTO squatter VALUES (1)")
     progress = RecordingProgress("restore")
 
-    result = engine_for(pg_database).restore(
+    result = engine_for(target_db).restore(
         Source(backup.data), backup.manifest, progress, RestoreOptions()
     )
 
-    assert pg_database.fingerprint() == source_db.fingerprint()
+    assert target_db.fingerprint() == source_db.fingerprint()
     assert dict(result.row_counts) == SAMPLE_ROW_COUNTS
     assert sorted(progress.done) == sorted(SAMPLE_ROW_COUNTS)
 
@@ -248,7 +442,9 @@ def test_keep_extra_objects_restores_the_backup_and_keeps_new_objects(
 def test_restore_creates_a_missing_database(
     source_db: PgDatabase, backup: Backup, pg_database_factory: PgDatabaseFactory
 ) -> None:
-    target = pg_database_factory(create=False)
+    target = pg_database_factory(
+        create=False, owner=source_db.role, createdb=True
+    )  # needs CREATEDB
     assert not target.exists()
 
     result = restore(target, backup)
@@ -290,9 +486,10 @@ def test_a_source_error_leaves_the_target_exactly_as_it_was(
 
 
 def test_a_source_error_leaves_no_created_database_behind(
-    big_backup: Backup, pg_database_factory: PgDatabaseFactory
+    source_db: PgDatabase, big_backup: Backup, pg_database_factory: PgDatabaseFactory
 ) -> None:
-    target = pg_database_factory(create=False)
+    # Creating a database needs CREATEDB, for this test only.
+    target = pg_database_factory(create=False, owner=source_db.role, createdb=True)
 
     with pytest.raises(ChecksumMismatch):
         engine_for(target).restore(
@@ -331,9 +528,7 @@ def test_garbage_is_refused_before_anything_is_touched(
     assert not target.exists()
 
 
-def test_sql_failing_late_rolls_everything_back(
-    pg_database_factory: PgDatabaseFactory, pg_database: PgDatabase
-) -> None:
+def test_sql_failing_late_rolls_everything_back(pg_database_factory: PgDatabaseFactory) -> None:
     """An index built after all data fails only in the target (its function lies about being
     immutable): the whole restore, data included, must roll back."""
     source = pg_database_factory(prefix="src")
@@ -348,15 +543,16 @@ def test_sql_failing_late_rolls_everything_back(
         """
     )
     backup = take_backup(source)
-    seed_sample_schema(pg_database)
-    damage(pg_database)
-    before = pg_database.fingerprint()
+    target = pg_database_factory(owner=source.role)
+    seed_sample_schema(target)
+    damage(target)
+    before = target.fingerprint()
 
     with pytest.raises(RestoreError, match="could not create unique index") as caught:
-        restore(pg_database, backup)
+        restore(target, backup)
 
     assert "rolled back" in str(caught.value)
-    assert pg_database.fingerprint() == before
+    assert target.fingerprint() == before
 
 
 def test_a_wrong_row_count_fails_verification_and_changes_nothing(
@@ -380,7 +576,7 @@ def test_a_commit_inside_the_stream_cannot_publish_an_unverified_restore(
 ) -> None:
     """If pg_restore's own COMMIT got through (a bug, a future pg_restore), the commit gate
     refuses it: the counts below are wrong, so publishing anything would be a lie."""
-    monkeypatch.setattr(postgres_module, "_split_final_commit", lambda tail: tail)
+    monkeypatch.setattr(restore_module, "split_final_commit", lambda tail: tail)
     damage(source_db)
     before = source_db.fingerprint()
     wrong = with_counts(backup.manifest, shop__orders=41)
@@ -392,15 +588,15 @@ def test_a_commit_inside_the_stream_cannot_publish_an_unverified_restore(
 
 
 def test_a_manifest_table_missing_from_the_dump_fails_verification(
-    source_db: PgDatabase, backup: Backup, pg_database: PgDatabase
+    source_db: PgDatabase, backup: Backup, target_db: PgDatabase
 ) -> None:
     tables = [*backup.manifest.tables, TableManifest(name="shop.ghost", rows=3)]
     wrong = backup.manifest.model_copy(update={"tables": tables})
 
     with pytest.raises(VerificationFailed, match=r"table shop\.ghost is missing"):
-        restore(pg_database, backup, manifest=wrong)
+        restore(target_db, backup, manifest=wrong)
 
-    assert pg_database.fingerprint()["relations"] == []
+    assert target_db.fingerprint()["relations"] == []
 
 
 def test_odd_identifiers_and_extensions_round_trip(pg_database_factory: PgDatabaseFactory) -> None:
@@ -419,7 +615,7 @@ def test_odd_identifiers_and_extensions_round_trip(pg_database_factory: PgDataba
     )
     backup = take_backup(source)
     assert backup.summary.row_counts == {'Odd Schema.odd.name "q"': 3, "public.words": 10}
-    target = pg_database_factory()
+    target = pg_database_factory(owner=source.role)
     target.execute("CREATE EXTENSION pg_trgm; CREATE EXTENSION citext")
 
     restore(target, backup)
@@ -471,7 +667,7 @@ def test_rows_written_during_the_dump_are_neither_in_the_dump_nor_in_its_counts(
     assert summary.row_counts == {"public.busy": 20000 + late, "public.calm": 1 + late}
     assert pg_database.row_counts()["public.busy"] > 20000 + 500 + late
     data = out.getvalue()
-    target = pg_database_factory()
+    target = pg_database_factory(owner=pg_database.role)
     result = restore(
         target, Backup(data, summary, manifest_for(engine, info.version, summary, data), [])
     )
@@ -505,7 +701,7 @@ def test_leaving_the_dump_early_stops_pg_dump(source_db: PgDatabase) -> None:
 
 
 def test_passwords_travel_in_the_environment_never_in_argv(
-    source_db: PgDatabase, monkeypatch: pytest.MonkeyPatch, pg_database: PgDatabase
+    source_db: PgDatabase, monkeypatch: pytest.MonkeyPatch, target_db: PgDatabase
 ) -> None:
     seen: list[tuple[list[str], dict[str, str]]] = []
     real = ToolProcess
@@ -514,9 +710,10 @@ def test_passwords_travel_in_the_environment_never_in_argv(
         seen.append((list(argv), dict(kwargs.get("env") or {})))
         return real(argv, **kwargs)
 
-    monkeypatch.setattr("lifeboat.worker.engines.postgres.ToolProcess", recording)
+    for module in (dump_module, restore_module, archive_module):
+        monkeypatch.setattr(module, "ToolProcess", recording)
     backup = take_backup(source_db)
-    restore(pg_database, backup)
+    restore(target_db, backup)
 
     tools = {argv[0] for argv, _ in seen}
     assert {"pg_dump", "pg_restore", "psql"} <= tools
@@ -534,7 +731,7 @@ def test_a_wrong_password_is_authentication_failed(source_db: PgDatabase) -> Non
 
     message = str(caught.value)
     assert message == (
-        f"user 'lifeboat' was refused by 127.0.0.1:{source_db.server.port}: "
+        f"user '{source_db.user}' was refused by 127.0.0.1:{source_db.server.port}: "
         "check LIFEBOAT_DB_PASSWORD / the secret"
     )
     assert "definitely-wrong-pw" not in message
@@ -557,15 +754,15 @@ def test_a_closed_port_is_unreachable(pg_database: PgDatabase) -> None:
         engine.inspect()
 
 
-def test_a_missing_database_is_a_database_error_for_backups(
+def test_a_missing_database_is_refused_for_backups(
     pg_database_factory: PgDatabaseFactory,
 ) -> None:
     missing = pg_database_factory(create=False)
 
-    with pytest.raises(DatabaseError, match="does not exist") as caught:
+    with pytest.raises(DatabaseNotFound, match=f"database '{missing.name}' does not exist"):
+        engine_for(missing).preflight_backup()
+    with pytest.raises(DatabaseNotFound):
         engine_for(missing).inspect()
-
-    assert type(caught.value) is DatabaseError
 
 
 _KILLED_WORKER = """
@@ -632,8 +829,8 @@ def test_psql_input_ending_at_a_statement_boundary_commits_nothing(
     """The killed-worker case at its worst: psql's input ends cleanly after complete
     statements (no broken row to make it fail). That must roll back, not commit."""
     before = source_db.fingerprint()
-    psql = engine_for(source_db)._start_psql()
-    psql.stdin.write(postgres_module._restore_preamble(keep_extra_objects=keep))
+    psql = restore_module.SingleTransactionRestore(engine_for(source_db).connector).start_psql()
+    psql.stdin.write(restore_module.restore_preamble(keep_extra_objects=keep))
     psql.stdin.write(b"CREATE TABLE public.half_restored (x int);\n")
     psql.stdin.write(b"INSERT INTO public.half_restored VALUES (1);\n")
     psql.stdin.close()
@@ -648,7 +845,7 @@ def wait_until_no_sessions(
 ) -> bool:
     """Poll pg_stat_activity (bounded): with expect_some_first, True once such a session has
     run a statement; otherwise True once none is left."""
-    with db.connect() as conn:
+    with db.admin() as conn:
         for _ in range(200):
             row = conn.execute(
                 "SELECT count(*), count(*) FILTER (WHERE xact_start IS NOT NULL) "
@@ -668,8 +865,8 @@ def test_ddl_queued_between_the_snapshot_and_pg_dump_fails_the_dump_instead_of_h
     """An ALTER TABLE waiting for the snapshot session's lock makes pg_dump's lock request wait
     behind it: a cycle through the worker that the server cannot see. pg_dump's lock wait
     timeout must turn it into DumpFailed."""
-    monkeypatch.setattr(postgres_module, "LOCK_WAIT_TIMEOUT", "1s")
-    real_open_snapshot = PostgresEngine._open_snapshot
+    monkeypatch.setattr(dump_module, "LOCK_WAIT_TIMEOUT", "1s")
+    real_open_snapshot = dump_module.open_snapshot
     alter_done = threading.Event()
 
     def alter_orders() -> None:
@@ -677,8 +874,8 @@ def test_ddl_queued_between_the_snapshot_and_pg_dump_fails_the_dump_instead_of_h
             conn.execute("ALTER TABLE shop.orders ADD COLUMN late int")
         alter_done.set()
 
-    def open_snapshot_then_queue_ddl(self: PostgresEngine, conn: Any) -> Any:
-        result = real_open_snapshot(self, conn)
+    def open_snapshot_then_queue_ddl(conn: Any) -> Any:
+        result = real_open_snapshot(conn)
         threading.Thread(target=alter_orders, daemon=True).start()
         with source_db.connect() as probe:
             for _ in range(200):
@@ -692,7 +889,7 @@ def test_ddl_queued_between_the_snapshot_and_pg_dump_fails_the_dump_instead_of_h
         assert waiting != (0,)
         return result
 
-    monkeypatch.setattr(PostgresEngine, "_open_snapshot", open_snapshot_then_queue_ddl)
+    monkeypatch.setattr(dump_module, "open_snapshot", open_snapshot_then_queue_ddl)
 
     with pytest.raises(DumpFailed, match="could not lock every table within 1s"):
         take_backup(source_db)
@@ -736,7 +933,7 @@ def test_ddl_queued_between_the_snapshot_and_pg_dump_fails_the_dump_instead_of_h
         (
             'connection failed: connection to server at "db.shop", port 5432 failed: '
             'FATAL:  database "shop" does not exist',
-            DatabaseError,
+            DatabaseNotFound,
             "database 'shop' does not exist on db.shop:5432",
         ),
     ],
@@ -750,7 +947,37 @@ def test_connection_failures_become_one_clear_line(
         parse_database_url("postgresql://app@db.shop/shop", {"LIFEBOAT_DB_PASSWORD": "s3cret"})
     )
 
-    error = engine._connection_error(psycopg.OperationalError(libpq_message), "shop")
+    error = engine.connector.connection_error(psycopg.OperationalError(libpq_message), "shop")
 
     assert type(error) is error_type
     assert str(error) == expected
+
+
+def test_the_archives_sql_names_owners_grantees_and_extensions() -> None:
+    """What pg_restore writes for a TOC, read line by line as pg_dump lays it out."""
+    script = "\n".join(
+        [
+            "CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA public;",
+            'CREATE EXTENSION IF NOT EXISTS "uuid-ossp" WITH SCHEMA public;',
+            "ALTER SCHEMA shop OWNER TO app;",
+            'ALTER TABLE shop."order lines" OWNER TO "App Owner";',
+            "ALTER FUNCTION shop.total(customer integer) OWNER TO app;",
+            "ALTER LARGE OBJECT 16400 OWNER TO blobs;",
+            'CREATE POLICY mine ON shop.orders TO reader, "Auditor" USING ((mine = CURRENT_USER));',
+            "GRANT SELECT ON TABLE shop.orders TO reader;",
+            "GRANT ALL ON SCHEMA public TO PUBLIC;",
+            "REVOKE ALL ON TABLE shop.secrets FROM analyst;",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE app IN SCHEMA shop GRANT SELECT ON TABLES  TO bi;",
+            "SET SESSION AUTHORIZATION delegate;",
+            "GRANT SELECT ON TABLE shop.orders TO third WITH GRANT OPTION;",
+            "RESET SESSION AUTHORIZATION;",
+            "    SELECT 'ALTER TABLE x OWNER TO nobody;';",  # inside a body: not at a line start
+        ]
+    )
+
+    needs = archive_module.parse_needs(script)
+
+    assert needs.owners == {"app", "App Owner", "blobs"}
+    assert needs.grantees == {"reader", "Auditor", "analyst", "bi", "third"}
+    assert needs.grantors == {"delegate"}
+    assert needs.extensions == ["pgcrypto", "uuid-ossp"]

@@ -1,10 +1,18 @@
 """MariaDB for tests: a throwaway mariadbd per session, a fresh database per test, a sample schema.
 
 The server is a real `mariadbd` from the Debian packages, started from an empty data directory on
-a free port of 127.0.0.1 with grants enforced (tests need wrong passwords to be refused). Tests
-reach it over TCP as the user `lifeboat`, whose password travels in the environment only: the
-URLs handed out never contain it. The password is deliberately full of quotes, backslashes and
-shell characters, so any quoting bug shows up as an authentication failure.
+a free port of 127.0.0.1 with grants enforced (tests need wrong passwords to be refused).
+
+Tests run as what managed databases hand to applications, never as a superuser: every database
+made by `mariadb_databases.create()` (or `mariadb_database`) gets its own user with
+`ALL PRIVILEGES ON thatdb.*` and nothing else, and `url`, `env`, `connect()`, `execute()` use that
+user. `reserve()` names a database that does not exist yet and grants its user on that name (as a
+managed service does before the restore creates it). `create_user()` makes users with exactly the
+grants a privilege test names. Root, over the server's socket, is for setting up and inspecting
+(`root()`, `fingerprint`, `leftovers`). Passwords travel in the environment only: the URLs handed
+out never contain them. The password is deliberately full of quotes, backslashes and shell
+characters, so any quoting bug shows up as an authentication failure. Users are dropped at
+teardown with their databases.
 
 Reusable pieces for other suites: `mariadb_server`, `mariadb_database`, `mariadb_databases`
 (fixtures), `seed_sample_schema` (tables with hostile strings, binary data, NULLs, a view on a
@@ -33,8 +41,9 @@ import pytest
 
 from tests.support.e2e import E2E_SETTINGS
 
-USER = "lifeboat"
 PASSWORD = "lb p@ss'w\"rd\\ #;$(x) é"
+RESERVED_PREFIX = "__lifeboat_"
+"""Tables (and foreign keys) a restore stages in the target database carry this prefix."""
 _START_TIMEOUT = 60.0
 
 
@@ -76,13 +85,20 @@ class MariaDBServer:
             autocommit=True,
         )
 
-    def connect(self, database: str | None = None) -> pymysql.connections.Connection[Any]:
-        """A connection as the test user over TCP, as the engine connects."""
+    def root_execute(self, *statements: str, database: str | None = None) -> None:
+        with contextlib.closing(self.root(database)) as conn, conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+
+    def connect(
+        self, user: MariaDBUser, database: str | None = None
+    ) -> pymysql.connections.Connection[Any]:
+        """A connection as `user` over TCP, as the engine connects."""
         return pymysql.connect(
             host=self.host,
             port=self.port,
-            user=USER,
-            password=PASSWORD.encode(),  # as the engine and the tools send it: UTF-8
+            user=user.name,
+            password=user.password.encode(),  # as the engine and the tools send it: UTF-8
             database=database,
             charset="utf8mb4",
             autocommit=True,
@@ -100,34 +116,68 @@ class MariaDBServer:
             return "(no server log)"
 
 
-@dataclass
-class MariaDBDatabase:
-    """One database on the test server, and what a worker needs to reach it."""
+@dataclass(frozen=True)
+class MariaDBUser:
+    """A login on the test server: 'name'@'%' with the shared hostile PASSWORD."""
 
-    server: MariaDBServer
     name: str
     password: str = field(default=PASSWORD, repr=False)
+    host: str = "%"
 
     @property
-    def url(self) -> str:
-        """DATABASE_URL without the password: mariadb://lifeboat@127.0.0.1:PORT/name."""
-        return self.url_for("mariadb")
+    def account(self) -> str:
+        """As SQL names it: 'name'@'%'."""
+        return f"'{self.name}'@'{self.host}'"
 
-    def url_for(self, scheme: str) -> str:
-        return f"{scheme}://{USER}@{self.server.host}:{self.server.port}/{self.name}"
+    @property
+    def label(self) -> str:
+        """As CURRENT_USER() and manifests name it: name@%."""
+        return f"{self.name}@{self.host}"
 
     @property
     def env(self) -> dict[str, str]:
         return {"LIFEBOAT_DB_PASSWORD": self.password}
 
+
+@dataclass
+class MariaDBDatabase:
+    """One database on the test server, the user that owns it (ALL on it alone), and what a
+    worker needs to reach it as that user."""
+
+    server: MariaDBServer
+    name: str
+    user: MariaDBUser
+
+    @property
+    def password(self) -> str:
+        return self.user.password
+
+    @property
+    def url(self) -> str:
+        """DATABASE_URL without the password: mariadb://USER@127.0.0.1:PORT/name."""
+        return self.url_for("mariadb")
+
+    def url_for(self, scheme: str, user: MariaDBUser | None = None) -> str:
+        login = user or self.user
+        return f"{scheme}://{login.name}@{self.server.host}:{self.server.port}/{self.name}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.user.env
+
     def connect(self) -> pymysql.connections.Connection[Any]:
-        return self.server.connect(self.name)
+        return self.server.connect(self.user, self.name)
 
     def execute(self, *statements: str, args: Sequence[Any] | None = None) -> None:
-        """Run statements in order (one statement each; routines need no DELIMITER here)."""
+        """Run statements in order as the database's user (one statement each; routines need no
+        DELIMITER here)."""
         with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
             for statement in statements:
                 cur.execute(statement, args)
+
+    def root_execute(self, *statements: str) -> None:
+        """Run statements as root, in this database (objects defined by someone else)."""
+        self.server.root_execute(*statements, database=self.name)
 
     def fetchall(self, sql: str, args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
@@ -142,15 +192,35 @@ class MariaDBDatabase:
         return self.name in self.server.databases()
 
     def leftovers(self) -> list[str]:
-        """Shadow or parking databases a restore of this database left behind."""
-        prefix = f"{self.name[:41]}__lifeboat_"
-        return [d for d in self.server.databases() if d.startswith(prefix)]
+        """What a restore of this database left behind: tables and foreign keys with reserved
+        names inside it, and any database named after it (the shadow/parking databases of
+        earlier Lifeboat versions, or anything else a restore made)."""
+        like = RESERVED_PREFIX.replace("_", "\\_") + "%"
+        with contextlib.closing(self.server.root()) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT TABLE_NAME FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = %s AND TABLE_NAME LIKE %s",
+                (self.name, like),
+            )
+            found = [f"table {r[0]}" for r in cur.fetchall()]
+            cur.execute(
+                "SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS"
+                " WHERE TABLE_SCHEMA = %s AND CONSTRAINT_NAME LIKE %s",
+                (self.name, like),
+            )
+            found += [f"constraint {r[1]} of {r[0]}" for r in cur.fetchall()]
+        found += [
+            f"database {d}"
+            for d in self.server.databases()
+            if d != self.name and (d.startswith(self.name) or RESERVED_PREFIX in d)
+        ]
+        return found
 
     def row_counts(self) -> dict[str, int]:
         tables = self.fetchall(
             "SELECT TABLE_NAME FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'",
-            (self.name,),
+            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' AND TABLE_NAME NOT LIKE %s",
+            (self.name, RESERVED_PREFIX.replace("_", "\\_") + "%"),
         )
         return {
             str(t): int(self.scalar(f"SELECT COUNT(*) FROM {quote(str(t))}")) for (t,) in tables
@@ -158,23 +228,40 @@ class MariaDBDatabase:
 
 
 class MariaDBDatabases:
-    """Creates uniquely named databases and drops them (and restore leftovers) afterwards."""
+    """Creates uniquely named databases, each with its own user, and users with exact grants;
+    drops all of them (and anything a restore left) afterwards."""
 
     def __init__(self, server: MariaDBServer) -> None:
         self.server = server
         self._names: list[str] = []
+        self._users: list[MariaDBUser] = []
 
-    def create(self, prefix: str = "t") -> MariaDBDatabase:
-        db = self.reserve(prefix)
-        with contextlib.closing(self.server.root()) as conn, conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {quote(db.name)} CHARACTER SET utf8mb4")
+    def create(self, prefix: str = "t", *, user: MariaDBUser | None = None) -> MariaDBDatabase:
+        """A new empty utf8mb4 database and its user (or `user`, granted ALL on it too)."""
+        db = self.reserve(prefix, user=user)
+        self.server.root_execute(f"CREATE DATABASE {quote(db.name)} CHARACTER SET utf8mb4")
         return db
 
-    def reserve(self, prefix: str = "t") -> MariaDBDatabase:
-        """A unique name that does not exist yet (restore-into-a-missing-database tests)."""
+    def reserve(self, prefix: str = "t", *, user: MariaDBUser | None = None) -> MariaDBDatabase:
+        """A unique name that does not exist yet (restore-into-a-missing-database tests), with a
+        user granted ALL on that name (a grant may name a database before it exists)."""
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         self._names.append(name)
-        return MariaDBDatabase(self.server, name)
+        owner = user or self.create_user(f"u_{name}"[:32])
+        self.server.root_execute(f"GRANT ALL PRIVILEGES ON {quote(name)}.* TO {owner.account}")
+        return MariaDBDatabase(self.server, name, owner)
+
+    def create_user(self, name: str | None = None, *grants: str) -> MariaDBUser:
+        """A user with exactly `grants` ('SELECT, SHOW VIEW ON `db`.*', ...), dropped at
+        teardown."""
+        user = MariaDBUser(name or f"u_{uuid.uuid4().hex[:12]}")
+        with contextlib.closing(self.server.root()) as conn, conn.cursor() as cur:
+            account = user.account.replace("%", "%%")  # the driver formats with %
+            cur.execute(f"CREATE USER {account} IDENTIFIED BY %s", (user.password,))
+            self._users.append(user)
+            for grant in grants:
+                cur.execute(f"GRANT {grant} TO {user.account}")
+        return user
 
     def cleanup(self) -> None:
         existing = self.server.databases()
@@ -182,6 +269,8 @@ class MariaDBDatabases:
             for name in existing:
                 if any(name == n or name.startswith(f"{n[:41]}__lifeboat_") for n in self._names):
                     cur.execute(f"DROP DATABASE IF EXISTS {quote(name)}")
+            for user in self._users:
+                cur.execute(f"DROP USER IF EXISTS {user.account}")
 
 
 def quote(identifier: str) -> str:
@@ -264,11 +353,6 @@ def _start_server(base: Path) -> MariaDBServer:
                 pytest.fail(f"mariadbd did not accept connections in time:\n{server.log_tail()}")
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=0.05)  # bounded poll that also notices an early exit
-    with contextlib.closing(server.root()) as conn, conn.cursor() as cur:
-        for host in ("%", "127.0.0.1"):
-            pattern = host.replace("%", "%%")  # the driver formats with %
-            cur.execute(f"CREATE USER '{USER}'@'{pattern}' IDENTIFIED BY %s", (PASSWORD,))
-            cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'{host}' WITH GRANT OPTION")
     return server
 
 
@@ -308,7 +392,7 @@ def mariadb_databases(mariadb_server: MariaDBServer) -> Iterator[MariaDBDatabase
 
 @pytest.fixture
 def mariadb_database(mariadb_databases: MariaDBDatabases) -> MariaDBDatabase:
-    """A fresh, empty, uniquely named utf8mb4 database."""
+    """A fresh, empty, uniquely named utf8mb4 database, and its user with ALL on it alone."""
     return mariadb_databases.create()
 
 
@@ -425,9 +509,11 @@ def seed_sample_schema(db: MariaDBDatabase, *, bulk_rows: int = 3000) -> dict[st
 def fingerprint(db: MariaDBDatabase) -> dict[str, Any]:
     """Everything a restore must reproduce: table definitions and rows, views, routines,
     triggers and events. Equal fingerprints mean an unchanged (or faithfully restored) database.
-    """
+
+    Read as root (it sees every definition, whoever defined it). Tables with reserved names are a
+    restore's staging, not the database's content: `leftovers()` reports them."""
     result: dict[str, Any] = {}
-    with contextlib.closing(db.connect()) as conn, conn.cursor() as cur:
+    with contextlib.closing(db.server.root(db.name)) as conn, conn.cursor() as cur:
 
         def rows(sql: str, args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
             cur.execute(sql, args)
@@ -438,6 +524,8 @@ def fingerprint(db: MariaDBDatabase) -> dict[str, Any]:
             " WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
             (db.name,),
         ):
+            if name.startswith(RESERVED_PREFIX):
+                continue
             if kind == "VIEW":
                 result[f"view {name}"] = rows(f"SHOW CREATE VIEW {quote(name)}")[0][1]
                 continue
@@ -455,7 +543,8 @@ def fingerprint(db: MariaDBDatabase) -> dict[str, Any]:
             " FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s",
             (db.name,),
         ):
-            result[f"trigger {name}"] = (table, statement)
+            if not table.startswith(RESERVED_PREFIX):
+                result[f"trigger {name}"] = (table, statement)
         for (name,) in rows(
             "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s", (db.name,)
         ):

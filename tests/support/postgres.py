@@ -1,9 +1,15 @@
 """PostgreSQL for tests: a throwaway cluster per session, and a fresh database per test.
 
 The cluster is real (initdb + pg_ctl from the distribution's PostgreSQL), listens on 127.0.0.1 on
-a free port and asks for a SCRAM password over TCP, exactly as a server in a cluster would. Tests
-log in as `lifeboat`, a superuser with a password; the bootstrap superuser `postgres` is reachable
-only through the Unix socket inside the cluster's own directory and is used only by the fixture.
+a free port and asks for a SCRAM password over TCP, exactly as a server in a cluster would.
+
+Tests log in as what managed databases hand out: every database is owned by a role of its own
+with LOGIN and a password but without SUPERUSER, CREATEDB or CREATEROLE (`CREATE ROLE app LOGIN;
+CREATE DATABASE shop OWNER app`), and `PgDatabase.url`/`.env`/`.password` are that owner's. Roles
+with exact grants come from `pg_role_factory` (privilege tests). `lifeboat`, a superuser with a
+password, sets up and inspects (`server.connect()`, `PgDatabase.admin()`); the bootstrap
+superuser `postgres` is reachable only through the Unix socket inside the cluster's own directory
+and is used only to create `lifeboat`. Databases and roles made for a test are dropped after it.
 
 When run as root (CI, the dev machines) the server binaries run as the `postgres` OS user, since
 PostgreSQL refuses to run as root.
@@ -95,26 +101,56 @@ class PostgresServer:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 
+    @property
+    def superuser(self) -> PgRole:
+        return PgRole(server=self, name=self.user, password=self.password)
 
-@dataclass
-class PgDatabase:
-    """One database on the test server, and what a test needs to reach and inspect it."""
+
+@dataclass(frozen=True)
+class PgRole:
+    """A login role on the test server. Its password travels in `env`, never in a URL."""
 
     server: PostgresServer
     name: str
-    env: dict[str, str] = field(init=False)
+    password: str = field(repr=False)
 
-    def __post_init__(self) -> None:
-        self.env = {"LIFEBOAT_DB_PASSWORD": self.server.password}
+    @property
+    def env(self) -> dict[str, str]:
+        return {"LIFEBOAT_DB_PASSWORD": self.password}
+
+
+@dataclass
+class PgDatabase:
+    """One database on the test server, and what a test needs to reach and inspect it.
+
+    `url`, `env`, `password`, `connect()` and `execute()` log in as `role` (the database's
+    owner unless `as_role` said otherwise); `admin()`, `row_counts()` and `fingerprint()` look
+    as the superuser, so they see everything whoever owns it."""
+
+    server: PostgresServer
+    name: str
+    role: PgRole
+
+    @property
+    def user(self) -> str:
+        return self.role.name
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.role.env
 
     @property
     def url(self) -> str:
         """DATABASE_URL as a user writes it: no password (that travels in `env`)."""
-        return f"postgresql://{self.server.user}@{self.server.host}:{self.server.port}/{self.name}"
+        return f"postgresql://{self.role.name}@{self.server.host}:{self.server.port}/{self.name}"
 
     @property
     def password(self) -> str:
-        return self.server.password
+        return self.role.password
+
+    def as_role(self, role: PgRole) -> PgDatabase:
+        """The same database, reached as another login."""
+        return PgDatabase(server=self.server, name=self.name, role=role)
 
     def database_url(self, **env: str) -> DatabaseURL:
         """The parsed URL the worker would build from `url` and `env` (overrides in `env`)."""
@@ -123,7 +159,28 @@ class PgDatabase:
     def exists(self) -> bool:
         return self.server.database_exists(self.name)
 
+    def owner(self) -> str:
+        with self.server.connect() as conn:
+            row = conn.execute(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (self.name,)
+            ).fetchone()
+        assert row is not None, f"database {self.name} does not exist"
+        return str(row[0])
+
     def connect(self) -> psycopg.Connection[Any]:
+        """A session as `role`, over TCP with its password, like the worker's."""
+        return psycopg.connect(
+            host=self.server.host,
+            port=self.server.port,
+            user=self.role.name,
+            password=self.role.password,
+            dbname=self.name,
+            connect_timeout=10,
+            autocommit=True,
+        )
+
+    def admin(self) -> psycopg.Connection[Any]:
+        """A superuser session on this database, for set-up and inspection."""
         return self.server.connect(self.name)
 
     def execute(self, statement: str | sql.Composable, params: Sequence[Any] | None = None) -> None:
@@ -143,7 +200,7 @@ class PgDatabase:
 
     def row_counts(self) -> dict[str, int]:
         """Exact rows per user table, named schema.table like the manifest."""
-        with self.connect() as conn:
+        with self.admin() as conn:
             return {
                 name: conn.execute(
                     sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
@@ -160,7 +217,7 @@ class PgDatabase:
         rows, in a canonical order), views, functions, sequences (with their positions) and
         large objects.
         """
-        with self.connect() as conn:
+        with self.admin() as conn:
             schemas = conn.execute(
                 f"SELECT n.nspname, pg_get_userbyid(n.nspowner), obj_description(n.oid) "
                 f"FROM pg_namespace n WHERE {_SYSTEM_SCHEMAS} ORDER BY 1"
@@ -443,24 +500,95 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+PgRoleFactory = Callable[..., PgRole]
 PgDatabaseFactory = Callable[..., PgDatabase]
+
+# Role attributes a test may ask for; SUPERUSER and CREATEROLE are never handed out.
+_ROLE_ATTRIBUTES = {"CREATEDB", "BYPASSRLS", "NOINHERIT"}
 
 
 @pytest.fixture
-def pg_database_factory(postgres_server: PostgresServer) -> Iterator[PgDatabaseFactory]:
-    """Makes uniquely named databases (`create=False`: only a name, for restore-creates tests).
+def pg_role_factory(postgres_server: PostgresServer) -> Iterator[PgRoleFactory]:
+    """Makes login roles with exactly the grants a test names: `make_role("reader",
+    grants=["pg_read_all_data"], database=db)` runs `GRANT pg_read_all_data TO reader_1a2b...`
+    as the superuser in `db` (grants on objects need their database). No SUPERUSER, CREATEDB or
+    CREATEROLE unless `attributes` asks (CREATEDB, BYPASSRLS). Dropped when the test ends."""
+    roles: list[str] = []
 
-    Every database made or named here is dropped when the test ends.
+    def make_role(
+        prefix: str = "role",
+        *,
+        grants: Sequence[str] = (),
+        attributes: Sequence[str] = (),
+        database: PgDatabase | None = None,
+        name: str | None = None,
+    ) -> PgRole:
+        unknown = set(attributes) - _ROLE_ATTRIBUTES
+        assert not unknown, f"role attributes {unknown} are not for tests"
+        role = PgRole(
+            server=postgres_server,
+            name=name or f"{prefix}_{uuid.uuid4().hex[:8]}",
+            password="pw-" + secrets.token_urlsafe(12),
+        )
+        with postgres_server.connect() as conn:
+            conn.execute(
+                sql.SQL(
+                    "CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                    + " ".join(attributes)
+                ).format(sql.Identifier(role.name), sql.Literal(role.password))
+            )
+        roles.append(role.name)
+        if grants:
+            with database.admin() if database else postgres_server.connect() as conn:
+                for grant in grants:
+                    conn.execute(
+                        sql.SQL("GRANT " + grant + " TO {}").format(sql.Identifier(role.name))
+                    )
+        return role
+
+    yield make_role
+    with postgres_server.connect() as conn:
+        for name in reversed(roles):
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_database_factory(
+    postgres_server: PostgresServer, pg_role_factory: PgRoleFactory
+) -> Iterator[PgDatabaseFactory]:
+    """Makes uniquely named databases, each owned by a login role of its own without SUPERUSER,
+    CREATEDB or CREATEROLE, as managed databases are (`owner=` gives an existing role instead).
+
+    `create=False` names a database without creating it (restore-creates-it tests); its role
+    then needs `createdb=True` (ALTER ROLE ... CREATEDB, also for an `owner=`) for the restore
+    to create it, which those tests say.
+    Every database made or named here is dropped when the test ends, then its role.
     """
     names: list[str] = []
 
-    def make(*, create: bool = True, prefix: str = "t") -> PgDatabase:
+    def make(
+        *,
+        create: bool = True,
+        prefix: str = "t",
+        createdb: bool = False,
+        owner: PgRole | None = None,
+    ) -> PgDatabase:
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
         names.append(name)
+        role = owner or pg_role_factory(name=f"{name}_owner")
+        if createdb:
+            with postgres_server.connect() as conn:
+                conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(role.name)))
         if create:
             with postgres_server.connect() as conn:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return PgDatabase(server=postgres_server, name=name)
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(name), sql.Identifier(role.name)
+                    )
+                )
+        return PgDatabase(server=postgres_server, name=name, role=role)
 
     yield make
     for name in names:
@@ -470,5 +598,5 @@ def pg_database_factory(postgres_server: PostgresServer) -> Iterator[PgDatabaseF
 
 @pytest.fixture
 def pg_database(pg_database_factory: PgDatabaseFactory) -> PgDatabase:
-    """A fresh, empty database for one test."""
+    """A fresh, empty database for one test, owned by its own non-superuser login."""
     return pg_database_factory()

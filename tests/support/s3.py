@@ -85,6 +85,8 @@ class EnforcedAuth:
     """May do anything on S3."""
     without_policy: Credentials
     """Authenticates, but no policy allows it anything."""
+    read_only: Credentials
+    """May list and read (HeadBucket, GetObject), not write: a restore's role, not a backup's."""
 
 
 def plain_client(endpoint: str) -> S3Client:
@@ -159,6 +161,7 @@ def s3_enforced_auth(s3_bucket: S3Bucket) -> Iterator[EnforcedAuth]:
     )
     suffix = uuid.uuid4().hex[:8]
     allowed, without_policy = f"lifeboat-allowed-{suffix}", f"lifeboat-nothing-{suffix}"
+    read_only = f"lifeboat-read-only-{suffix}"
     iam.create_user(UserName=allowed)
     iam.put_user_policy(
         UserName=allowed,
@@ -171,12 +174,32 @@ def s3_enforced_auth(s3_bucket: S3Bucket) -> Iterator[EnforcedAuth]:
         ),
     )
     iam.create_user(UserName=without_policy)
-    keys = [iam.create_access_key(UserName=u)["AccessKey"] for u in (allowed, without_policy)]
+    iam.create_user(UserName=read_only)
+    iam.put_user_policy(
+        UserName=read_only,
+        PolicyName="s3-read",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["s3:ListBucket", "s3:GetObject"],
+                        "Resource": "*",
+                    }
+                ],
+            }
+        ),
+    )
+    keys = [
+        iam.create_access_key(UserName=u)["AccessKey"] for u in (allowed, without_policy, read_only)
+    ]
     previous = _set_auth_threshold(s3_bucket.endpoint, "0")
     try:
         yield EnforcedAuth(
             allowed=Credentials(keys[0]["AccessKeyId"], keys[0]["SecretAccessKey"]),
             without_policy=Credentials(keys[1]["AccessKeyId"], keys[1]["SecretAccessKey"]),
+            read_only=Credentials(keys[2]["AccessKeyId"], keys[2]["SecretAccessKey"]),
         )
     finally:
         _set_auth_threshold(s3_bucket.endpoint, previous)

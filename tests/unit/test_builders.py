@@ -140,6 +140,21 @@ def test_job_tuning_is_passed_through() -> None:
     assert job["spec"]["backoffLimit"] == 0
 
 
+def test_every_job_has_a_deadline_the_operators_default_unless_spec_job_sets_one() -> None:
+    """A worker that hangs must end: Jobs get the operator's default activeDeadlineSeconds
+    (6 hours unless --job-active-deadline-seconds says otherwise); spec.job's own wins."""
+    defaults = JobDefaults()
+    assert defaults.active_deadline_seconds == 6 * 3600
+    assert build_backup_job(backup(), defaults)["spec"]["activeDeadlineSeconds"] == 21600
+    assert build_cleanup_job(backup(), defaults)["spec"]["activeDeadlineSeconds"] == 21600
+    shorter = JobDefaults(active_deadline_seconds=900)
+    assert build_backup_job(backup(), shorter)["spec"]["activeDeadlineSeconds"] == 900
+    own = backup(job={"activeDeadlineSeconds": 86400})
+    assert build_backup_job(own, shorter)["spec"]["activeDeadlineSeconds"] == 86400
+    unbounded = JobDefaults(active_deadline_seconds=None)
+    assert "activeDeadlineSeconds" not in build_backup_job(backup(), unbounded)["spec"]
+
+
 def test_sqlite_database_and_volume_storage_mount_their_claims() -> None:
     spec_backup = backup(
         database={"engine": "sqlite", "persistentVolumeClaim": "app-data", "path": "db/app.db"},
@@ -194,7 +209,34 @@ def test_restore_job_carries_options_and_the_target() -> None:
     ]
     assert "--keep-extra-objects" in args
     assert "--no-verify-first" in args
+    assert "--dry-run" not in args
     assert job["spec"]["backoffLimit"] == 0
+
+
+def test_dry_run_and_owner_options_reach_the_worker() -> None:
+    restore = Restore.model_validate(
+        {
+            "apiVersion": "lifeboat.dev/v1alpha1",
+            "kind": "Restore",
+            "metadata": {"name": "r2", "namespace": "shop", "uid": "u-3"},
+            "spec": {
+                "backupRef": {"name": "shop-db"},
+                "dryRun": True,
+                "noOwner": True,
+                "noPrivileges": True,
+            },
+        }
+    )
+    source = backup()
+    job = build_restore_job(
+        restore,
+        storage=source.spec.storage,
+        source_url="s3://backups/shop/shop/shop-db-0f1e2d3c/",
+        target=source.spec.database,
+        defaults=JobDefaults(),
+    )
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"--dry-run", "--no-owner", "--no-privileges"} <= set(args)
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from lifeboat.builders.naming import owner_reference
 from lifeboat.cli import operator as operator_cli
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.operator import register
+from lifeboat.controller.transitions import StartLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "lifeboat"
@@ -48,6 +49,7 @@ CLIENT_METHODS: dict[str, list[Permission]] = {
     "read_namespaced_job": [("batch", "jobs", "get")],
     "delete_namespaced_job": [("batch", "jobs", "delete")],
     "list_namespaced_pod": [("", "pods", "list")],
+    "list_namespaced_event": [("", "events", "list")],
     "get_namespaced_custom_object": [(GROUP, plural, "get") for plural in CUSTOM],
     "list_namespaced_custom_object": [(GROUP, plural, "list") for plural in CUSTOM],
     "patch_namespaced_custom_object_status": [(GROUP, f"{p}/status", "patch") for p in CUSTOM],
@@ -120,6 +122,23 @@ def test_defaults_agree_with_the_operator_and_the_jobs(values: dict[str, Any]) -
     assert container["readOnlyRootFilesystem"] is True
     assert container["allowPrivilegeEscalation"] is False
     assert container["capabilities"]["drop"] == ["ALL"]
+
+
+def test_time_limits_are_a_flag_and_a_value_with_one_default(values: dict[str, Any]) -> None:
+    """How long a Pod may fail to start, and the Jobs' deadline: the chart's values, the flags'
+    defaults and OperatorConfig's defaults are the same numbers."""
+    args = operator_parser().parse_args(["--all-namespaces"])
+    config = OperatorConfig()
+    limits = values["operator"]
+    assert limits["resyncSeconds"] == args.resync_seconds == config.resync_seconds
+    assert limits["stuckPodSeconds"] == args.stuck_pod_seconds == config.stuck_pod_seconds
+    assert (
+        limits["unschedulableSeconds"] == args.unschedulable_seconds == config.unschedulable_seconds
+    )
+    assert limits["volumeMountSeconds"] == args.volume_mount_seconds == config.volume_mount_seconds
+    assert limits["backupWaitSeconds"] == args.backup_wait_seconds == config.backup_wait_seconds
+    deadline = values["worker"]["activeDeadlineSeconds"]
+    assert deadline == args.job_active_deadline_seconds == JobDefaults().active_deadline_seconds
 
 
 def template_texts() -> dict[str, str]:
@@ -503,3 +522,20 @@ def test_rendered_chart(
         if d["metadata"]["name"] == "lifeboat-worker"
     ]
     assert worker_accounts == worker_namespaces
+
+
+def test_rendered_chart_passes_the_time_limits_to_the_operator() -> None:
+    overrides = {
+        "operator": {"stuckPodSeconds": 30, "unschedulableSeconds": 900, "volumeMountSeconds": 45},
+        "worker": {"activeDeadlineSeconds": 86400},
+    }
+    for values, deadline in ((overrides, 86400), ({"worker": {"activeDeadlineSeconds": 0}}, None)):
+        [deployment] = find(render(values), "Deployment")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        args = operator_parser().parse_args(container["args"][1:])
+        config = operator_cli.operator_config(args)
+        assert config.job_defaults.active_deadline_seconds == deadline
+        if values is overrides:
+            assert config.start_limits == StartLimits(30, 900, 45)
+        else:
+            assert config.start_limits == OperatorConfig().start_limits

@@ -19,7 +19,6 @@ from pydantic import ValidationError
 
 from lifeboat.api import Backup, BackupSpec, Restore
 from lifeboat.api.backup import BACKUP_IMMUTABLE_RULE, BACKUP_MUTABLE_FIELDS
-from lifeboat.api.common import DATABASE_RULES, STORAGE_RULES, TOLERATION_RULES
 from lifeboat.api.crd import (
     BACKUP_CRD_NAME,
     BACKUP_PLURAL,
@@ -31,7 +30,10 @@ from lifeboat.api.crd import (
     render_crds,
     write_crds,
 )
+from lifeboat.api.database import DATABASE_RULES
+from lifeboat.api.job import TOLERATION_RULES
 from lifeboat.api.restore import RESTORE_SPEC_RULES
+from lifeboat.api.storage import STORAGE_RULES
 from tests.support.kube.cel import Program
 
 try:  # optional: a full CEL implementation to cross-check the test server's evaluator
@@ -567,6 +569,14 @@ BAD = [
         id="backup-ref-and-source",
     ),
     pytest.param(RESTORE_PLURAL, "spec.backupRef.name", "", "name", id="empty-backup-name"),
+    pytest.param(RESTORE_PLURAL, "spec.dryRun", {"on": 1}, "dryRun", id="dry-run-not-a-boolean"),
+    pytest.param(
+        RESTORE_PLURAL,
+        "spec.target",
+        {**SQLITE_BACKUP["spec"]["database"]},
+        "noOwner and noPrivileges are postgresql options",
+        id="no-owner-for-sqlite",
+    ),
 ]
 
 
@@ -574,7 +584,10 @@ BAD = [
 def test_bad_manifests_are_rejected_by_schema_and_models(
     plural: str, path: str, value: Any, expected: str
 ) -> None:
-    manifest = edited(ISSUE_BACKUP if plural == BACKUP_PLURAL else ISSUE_RESTORE, path, value)
+    base = ISSUE_BACKUP if plural == BACKUP_PLURAL else ISSUE_RESTORE
+    if "noOwner" in expected:
+        base = edited(ISSUE_RESTORE, "spec.noOwner", True)
+    manifest = edited(base, path, value)
     errors = api_server_errors(plural, manifest)
     assert errors, f"the API server would accept {path}={value!r}"
     assert any(expected in error for error in errors), errors
@@ -618,11 +631,23 @@ def test_backup_deletion_policy_can_change_and_unchanged_updates_pass() -> None:
     assert api_server_errors(BACKUP_PLURAL, defaulted, old=ISSUE_BACKUP) == []
 
 
+def test_dry_run_and_owner_options_are_accepted_for_postgresql() -> None:
+    manifest = edited(
+        edited(edited(ISSUE_RESTORE, "spec.dryRun", True), "spec.noOwner", True),
+        "spec.noPrivileges",
+        True,
+    )
+    assert api_server_errors(RESTORE_PLURAL, manifest) == []
+    spec = Restore.model_validate(manifest).spec
+    assert (spec.dry_run, spec.no_owner, spec.no_privileges) == (True, True, True)
+
+
 def test_restore_spec_cannot_change() -> None:
-    changed = edited(ISSUE_RESTORE, "spec.keepExtraObjects", True)
-    assert api_server_errors(RESTORE_PLURAL, changed, old=ISSUE_RESTORE) == [
-        f".spec: {RESTORE_SPEC_RULES[0].message}"
-    ]
+    for path in ("spec.keepExtraObjects", "spec.dryRun", "spec.noOwner"):
+        changed = edited(ISSUE_RESTORE, path, True)
+        assert api_server_errors(RESTORE_PLURAL, changed, old=ISSUE_RESTORE) == [
+            f".spec: {RESTORE_SPEC_RULES[0].message}"
+        ]
     assert api_server_errors(RESTORE_PLURAL, ISSUE_RESTORE, old=ISSUE_RESTORE) == []
 
 

@@ -25,7 +25,8 @@ from lifeboat.api import (
     ConditionType,
     Restore,
 )
-from lifeboat.api.common import DatabaseSpec, StorageSpec
+from lifeboat.api.database import DatabaseSpec
+from lifeboat.api.storage import StorageSpec
 from tests.unit.test_crds import apply_defaults, cel_failures, to_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +64,7 @@ def test_the_examples_are_there() -> None:
     assert names == {
         "postgresql-backup.yaml",
         "postgresql-restore.yaml",
+        "postgresql-restore-dry-run.yaml",
         "mysql-backup.yaml",
         "mysql-restore.yaml",
         "sqlite-volume-backup.yaml",

@@ -1,4 +1,6 @@
-"""Counting rows in a mariadb-dump stream: exact for hostile strings, whatever the read sizes."""
+"""Reading a mariadb-dump stream: rows counted exactly for hostile strings, whatever the read
+sizes; objects and DEFINERs listed; for a restore, every table statement staged and the objects
+whose names are per database held back."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from collections.abc import Sequence
 import pytest
 
 from lifeboat.worker.engines.mysql import SqlDumpScanner
+from lifeboat.worker.engines.mysql.held_objects import split_statements
+from lifeboat.worker.engines.mysql.reserved_names import StagingNames
 from lifeboat.worker.errors import DumpFailed
 
 _ESCAPES = {
@@ -101,7 +105,8 @@ def sample_dump(*, one_line: bool) -> tuple[bytes, dict[str, int]]:
         [
             HEADER,
             b"--\n-- Table structure for table `customers`\n--\n\n",
-            b"CREATE TABLE `customers` (x int);\n",
+            b"DROP TABLE IF EXISTS `customers`;\n",
+            b"CREATE TABLE `customers` (\n  `x` int(11) DEFAULT NULL\n) ENGINE=InnoDB;\n",
             data_section(
                 b"customers", [rendered[:120], rendered[120:121], rendered[121:]], one_line=one_line
             ),
@@ -185,34 +190,196 @@ def test_a_dump_without_its_completion_line_is_not_complete() -> None:
     assert not scan(dump[: dump.index(b"-- Dump completed")], 100).completed
 
 
-@pytest.mark.parametrize("chunk", [1, 9, 1 << 30])
-def test_restore_stream_holds_back_events_and_makes_triggers_relative(chunk: int) -> None:
-    dump, expected = sample_dump(one_line=False)
+TABLE_WITH_KEYS = (
+    b"--\n-- Table structure for table `orders`\n--\n\n"
+    b"DROP TABLE IF EXISTS `orders`;\n"
+    b"/*!40101 SET @saved_cs_client     = @@character_set_client */;\n"
+    b"CREATE TABLE `orders` (\n"
+    b"  `id` int(11) NOT NULL,\n"
+    b"  `customer_id` int(11) NOT NULL,\n"
+    b"  `other` int(11) DEFAULT NULL,\n"
+    b"  `note` varchar(20) DEFAULT 'REFERENCES `customers` (x),',\n"
+    b"  PRIMARY KEY (`id`),\n"
+    b"  CONSTRAINT `orders_customer` FOREIGN KEY (`customer_id`) REFERENCES `customers` (`id`),\n"
+    b"  CONSTRAINT `orders_ibfk_1` FOREIGN KEY (`other`) REFERENCES `customers` (`id`) ON DELETE "
+    b"CASCADE,\n"
+    b"  CONSTRAINT `far` FOREIGN KEY (`other`) REFERENCES `elsewhere`.`t` (`id`)\n"
+    b") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n"
+    b"/*!40101 SET character_set_client = @saved_cs_client */;\n\n"
+)
+SEQUENCE = (
+    b"--\n-- Sequence structure for `numbers`\n--\n\n"
+    b"DROP SEQUENCE IF EXISTS `numbers`;\n"
+    b"CREATE SEQUENCE `numbers` start with 1000 minvalue 1 increment by 1 ENGINE=InnoDB;\n"
+    b"DO SETVAL(`numbers`, 2000, 0);\n\n"
+)
+VIEW = (
+    b"--\n-- Temporary table structure for view `totals`\n--\n\n"
+    b"DROP TABLE IF EXISTS `totals`;\n"
+    b"/*!50001 DROP VIEW IF EXISTS `totals`*/;\n"
+    b"/*!50001 CREATE VIEW `totals` AS SELECT\n 1 AS `n` */;\n\n"
+    b"--\n-- Final view structure for view `totals`\n--\n\n"
+    b"/*!50001 DROP VIEW IF EXISTS `totals`*/;\n"
+    b"/*!50001 CREATE ALGORITHM=UNDEFINED */\n"
+    b"/*!50013 DEFINER=`viewer`@`10.%` SQL SECURITY DEFINER */\n"
+    b"/*!50001 VIEW `totals` AS select count(0) AS `n` from `customers` */;\n"
+)
+
+
+def staged_scan(dump: bytes, chunk: int) -> tuple[SqlDumpScanner, StagingNames, bytes]:
+    names = StagingNames.for_tables("abc123", ["customers", "empty", "odd `name` (1),(2)"])
     sent: list[bytes] = []
     scanner = scan(
         dump,
         chunk,
         sink=sent.append,
-        hold_events=True,
+        staging=names,
         unqualify_triggers=True,
         drop_sandbox_line=True,
     )
-    forwarded = b"".join(sent)
-    held = b"".join(scanner.held)
-    assert scanner.row_counts == expected
-    # From the section title to the next title: the "--" lines around titles are comments.
-    assert held == EVENTS.removeprefix(b"--\n") + b"--\n"
-    assert scanner.held_event_names == ["nightly"]
-    assert b"`nightly`" not in forwarded
-    assert b"/*!50003 TRIGGER `audit` BEFORE INSERT ON customers FOR EACH ROW" in forwarded
-    assert b"shop." not in forwarded
+    return scanner, names, b"".join(sent)
+
+
+def staged_dump() -> tuple[bytes, dict[str, int]]:
+    dump, expected = sample_dump(one_line=False)
+    at = dump.index(b"--\n-- Dumping events")
+    dump = dump[:at] + TABLE_WITH_KEYS + SEQUENCE + VIEW + dump[at:]
+    return dump, expected
+
+
+@pytest.mark.parametrize("chunk", [1, 9, 1 << 30])
+def test_staging_renames_every_table_a_statement_acts_on(chunk: int) -> None:
+    dump, expected = staged_dump()
+    scanner, names, forwarded = staged_scan(dump, chunk)
+    customers = names.staged["customers"].encode()
+    assert customers.startswith(b"__lifeboat_abc123_s")
+    assert len(customers) <= 40
+    assert scanner.row_counts == expected  # counted under the backup's names
+    lines = forwarded.splitlines()
+    assert b"CREATE TABLE `" + customers + b"` (" in lines
+    assert b"LOCK TABLES `" + customers + b"` WRITE;" in lines
+    assert b"/*!40000 ALTER TABLE `" + customers + b"` DISABLE KEYS */;" in lines
+    assert b"INSERT INTO `" + customers + b"` VALUES" in lines
+    odd = names.staged["odd `name` (1),(2)"].encode()
+    assert b"INSERT INTO `" + odd + b"` VALUES" in lines
+    numbers = names.staged["numbers"].encode()
+    assert b"DROP SEQUENCE IF EXISTS `" + numbers + b"`;" in lines
+    assert b"DO SETVAL(`" + numbers + b"`, 2000, 0);" in lines
+    # No statement acts on a name of the target any more; titles (comments) keep them.
+    statements = [
+        line
+        for line in lines
+        if not line.startswith((b"--", b"(")) and b"DEFAULT 'REFERENCES" not in line
+    ]
+    for name in (b"`customers`", b"`orders`", b"`numbers`", b"`empty`", b"`totals`"):
+        assert not [s for s in statements if name in s], name
     assert not forwarded.startswith(b"/*M!999999")
-    assert scanner.preamble[0].startswith(b"/*M!999999\\-")
-    assert b"/*!40101 SET NAMES utf8mb4 */;\n" in scanner.preamble
-    # Everything else goes through byte for byte.
-    rebuilt = (
-        dump.replace(held, b"")
-        .replace(b"`shop`.`audit`", b"`audit`")
-        .replace(b"ON shop.customers", b"ON customers")
+
+
+@pytest.mark.parametrize("chunk", [1, 9, 1 << 30])
+def test_staging_gives_foreign_keys_names_of_their_own(chunk: int) -> None:
+    dump, _ = staged_dump()
+    _, names, forwarded = staged_scan(dump, chunk)
+    orders, customers = names.staged["orders"], names.staged["customers"]
+    renamed, far = names.constraints
+    assert renamed.original == "orders_customer"
+    assert renamed.table == "orders"
+    assert renamed.definition == "FOREIGN KEY (`customer_id`) REFERENCES `customers` (`id`)"
+    lines = forwarded.decode().splitlines()
+    assert (
+        f"  CONSTRAINT `{renamed.staged}` FOREIGN KEY (`customer_id`) REFERENCES `{customers}`"
+        " (`id`)," in lines
     )
-    assert forwarded == rebuilt[rebuilt.index(b"\n") + 1 :]
+    # InnoDB renames <table>_ibfk_<n> with its table: RENAME brings the name back by itself.
+    assert (
+        f"  CONSTRAINT `{orders}_ibfk_1` FOREIGN KEY (`other`) REFERENCES `{customers}` (`id`) "
+        "ON DELETE CASCADE," in lines
+    )
+    assert far.original == "far"
+    assert (
+        f"  CONSTRAINT `{far.staged}` FOREIGN KEY (`other`) REFERENCES `elsewhere`.`t` (`id`)"
+        in lines
+    )
+    assert "  `note` varchar(20) DEFAULT 'REFERENCES `customers` (x),'," in lines
+
+
+@pytest.mark.parametrize("chunk", [1, 9, 1 << 30])
+def test_staging_holds_back_triggers_views_routines_and_events(chunk: int) -> None:
+    dump, _ = staged_dump()
+    scanner, _, forwarded = staged_scan(dump, chunk)
+    held = {(s.kind, s.name): b"".join(s.lines) for s in scanner.held}
+    assert (
+        b"TRIGGER `audit` BEFORE INSERT ON customers FOR EACH ROW"
+        in held[("triggers", "customers")]
+    )
+    assert b"EVENT `nightly`" in held[("events", "")]
+    assert b"PROCEDURE `add`" in held[("routines", "")]
+    assert b"VIEW `totals` AS select" in held[("view", "totals")]
+    assert b"DROP TABLE IF EXISTS `totals`" in held[("view placeholder", "totals")]
+    for text in (b"TRIGGER", b"nightly", b"PROCEDURE", b"VIEW", b"totals", b"shop."):
+        assert text not in forwarded, text
+    assert [s.statements() for s in scanner.held if s.kind == "routines"] == [
+        [
+            b"CREATE DEFINER=`u`@`%` PROCEDURE `add`()\nBEGIN\n"
+            b"INSERT INTO `customers` VALUES (1,'x',0x00);\nEND"
+        ]
+    ]
+
+
+def test_the_dump_lists_its_objects_and_definers() -> None:
+    dump, _ = staged_dump()
+    scanner = scan(dump, 17)
+    assert scanner.objects == [
+        "table customers",
+        "trigger audit",
+        "table orders",
+        "sequence numbers",
+        "view totals",
+        "event nightly",
+        "procedure add",
+    ]
+    assert scanner.definers == {"u@%", "viewer@10.%"}
+    assert scanner.trigger_tables == {"audit": "customers"}
+    assert scanner.held == []  # a backup holds nothing back
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [b"TRUNCATE TABLE `customers`;", b"DELETE FROM `customers`;", b"USE `mysql`;"],
+)
+def test_a_statement_staging_does_not_know_is_refused(statement: bytes) -> None:
+    dump, _ = sample_dump(one_line=False)
+    at = dump.index(b"\nUNLOCK TABLES;\n") + 1
+    names = StagingNames.for_tables("abc123", ["customers"])
+    with pytest.raises(DumpFailed, match="will not run it against the target"):
+        scan(dump[:at] + statement + b"\n" + dump[at:], 50, sink=list().append, staging=names)
+    with pytest.raises(DumpFailed, match="will not run it against the target"):
+        scan(dump + statement + b"\n", 50, sink=list().append, staging=names)
+
+
+def test_statements_are_split_as_the_client_splits_them() -> None:
+    sql = [
+        b"-- a comment; with a delimiter\n",
+        b"/*!50003 SET sql_mode = 'A;B' */ ;\n",
+        b"DELIMITER ;;\n",
+        b"CREATE DEFINER=`u`@`%` PROCEDURE `p`()\n",
+        b"BEGIN\n",
+        b"  -- don't stop here;;\n",
+        b"  # nor here;;\n",
+        b"  SELECT 'a string that ends a line;;\n",
+        b"still the string;;';\n",
+        b"  /* a comment;;\n",
+        b'  over lines */ SELECT "x;;";\n',
+        b"END ;;\n",
+        b"/*!50003 CREATE*/ /*!50017 DEFINER=`u`@`%`*/ /*!50003 TRIGGER t BEFORE INSERT ON x\n",
+        b"FOR EACH ROW SET NEW.a = 1 */;;\n",
+        b"DELIMITER ;\n",
+        b"/*!50003 SET sql_mode = @saved */ ;\n",
+    ]
+    statements = split_statements(sql)
+    assert statements[0] == b"/*!50003 SET sql_mode = 'A;B' */"
+    assert statements[1].startswith(b"CREATE DEFINER=`u`@`%` PROCEDURE `p`()\nBEGIN\n")
+    assert statements[1].endswith(b'over lines */ SELECT "x;;";\nEND')
+    assert statements[2].endswith(b"FOR EACH ROW SET NEW.a = 1 */")
+    assert statements[3] == b"/*!50003 SET sql_mode = @saved */"
+    assert len(statements) == 4

@@ -109,3 +109,64 @@ def test_json_lines_reporter_writes_one_object_per_line(tmp_path) -> None:
     assert lines[-1]["percent"] == 100.0
     assert lines[-1]["done"] is True
     assert any(line["bytes_done"] == 5 and line["percent"] == 50.0 for line in lines)
+
+
+def test_a_low_estimate_is_corrected_as_tables_finish() -> None:
+    # The catalog says 3 tables of 100 bytes; the dump really writes 150 per table.
+    progress, seen, clock = collecting_progress()
+    progress.set_totals(
+        bytes_total=300, items_total=3, estimated=True, item_bytes={"a": 100, "b": 100, "c": 100}
+    )
+    for table in ("a", "b", "c"):
+        progress.start_item(table)
+        for _ in range(3):
+            clock.now += 1
+            progress.add_bytes(50)
+        progress.item_done(table)
+    running = [s for s in seen if not s.done]
+    assert all(s.bytes_total is not None and s.bytes_done <= s.bytes_total for s in running)
+    after_first = next(s for s in seen if s.items_done == 1)
+    assert after_first.bytes_total == 450  # 150 measured + 2 x 100 x 1.5
+    # The first table ran over its estimate: the total grew with it (150 of 350, not 150 of 300).
+    assert after_first.percent == pytest.approx(100 * 150 / 350, abs=0.1)
+    during_last = next(s for s in seen if s.items_done == 2 and s.bytes_done == 400)
+    assert during_last.bytes_total == 450
+    assert during_last.percent == pytest.approx(100 * 400 / 450, abs=0.1)
+    progress.finish()
+    assert seen[-1].bytes_total == 450
+    assert seen[-1].percent == 100.0
+
+
+def test_an_estimate_exceeded_before_any_table_finished_grows_with_the_bytes() -> None:
+    progress, seen, clock = collecting_progress()
+    progress.set_totals(bytes_total=100, items_total=1, estimated=True, item_bytes={"a": 100})
+    for _ in range(4):
+        clock.now += 1
+        progress.add_bytes(50)
+    assert seen[-1].bytes_total == 200
+    assert seen[-1].bytes_done == 200
+    assert seen[-1].percent == 99.0
+
+
+def test_percent_at_halfway_is_close_to_the_truth_with_uneven_tables() -> None:
+    # One big table, several small ones; the catalog underestimates every table by a third.
+    real = {"big": 6000, "s1": 1000, "s2": 1000, "s3": 1000, "s4": 1000}
+    progress, seen, clock = collecting_progress()
+    progress.set_totals(
+        bytes_total=sum(real.values()) * 2 // 3,
+        items_total=len(real),
+        estimated=True,
+        item_bytes={k: v * 2 // 3 for k, v in real.items()},
+    )
+    total, done = sum(real.values()), 0
+    errors = []
+    for table in ("s1", "s2", "big", "s3", "s4"):
+        progress.start_item(table)
+        for _ in range(real[table] // 100):
+            clock.now += 0.1
+            progress.add_bytes(100)
+            done += 100
+            errors.append(abs(seen[-1].percent - 100 * done / total))
+        progress.item_done(table)
+    halfway = errors[len(errors) // 2]
+    assert halfway <= 10, f"percent is {halfway:.1f} points off the truth at halfway"

@@ -18,43 +18,53 @@ from lifeboat.api.common import (
     API_VERSION,
     BACKUP_KIND,
     BACKUP_PLURAL,
-    DEFAULT_PORTS,
     GROUP,
     RESTORE_KIND,
     RESTORE_PLURAL,
     VERSION,
     CelRule,
-    Compression,
-    Condition,
-    ConditionStatus,
-    ConditionType,
+    ObjectMeta,
+    SecretKeyRef,
+    describe_validation_error,
+)
+from lifeboat.api.database import (
+    DEFAULT_PORTS,
     DatabaseSpec,
     Engine,
+)
+from lifeboat.api.job import (
     JobOptions,
-    ObjectMeta,
-    OperationStatus,
-    Phase,
-    ProgressStatus,
     ResourceQuantities,
     ResourceRequirements,
-    S3CredentialsSecretRef,
-    S3Storage,
-    SecretKeyRef,
-    StorageSpec,
     Toleration,
     TolerationEffect,
     TolerationOperator,
-    VolumeStorage,
-    describe_validation_error,
-    format_percent,
 )
 from lifeboat.api.restore import (
     BackupRef,
     Restore,
+    RestorePlanCheck,
+    RestorePlanStatus,
     RestoreSource,
     RestoreSpec,
     RestoreStatus,
     RestoreVerification,
+)
+from lifeboat.api.status import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    OperationStatus,
+    Phase,
+    ProgressStatus,
+    format_percent,
+)
+from lifeboat.api.storage import (
+    Compression,
+    S3CredentialsSecretRef,
+    S3Storage,
+    StorageSpec,
+    VolumeStorage,
 )
 from lifeboat.contract import format_bytes
 
@@ -93,6 +103,8 @@ __all__ = [
     "ResourceRequirements",
     "Restore",
     "RestorePhase",
+    "RestorePlanCheck",
+    "RestorePlanStatus",
     "RestoreSource",
     "RestoreSpec",
     "RestoreStatus",

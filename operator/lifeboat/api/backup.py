@@ -15,16 +15,24 @@ from pydantic import ConfigDict, Field, computed_field
 from lifeboat.api.common import (
     ApiModel,
     CelRule,
-    Compression,
-    DatabaseSpec,
-    Engine,
-    JobOptions,
     ObjectMeta,
-    OperationStatus,
     SpecModel,
     StatusModel,
-    StorageSpec,
     cel,
+)
+from lifeboat.api.database import (
+    DatabaseSpec,
+    Engine,
+)
+from lifeboat.api.job import (
+    JobOptions,
+)
+from lifeboat.api.status import (
+    OperationStatus,
+)
+from lifeboat.api.storage import (
+    Compression,
+    StorageSpec,
 )
 from lifeboat.contract import format_bytes
 
@@ -52,10 +60,8 @@ BACKUP_MUTABLE_FIELDS: Final = frozenset({"deletionPolicy"})
 """Spec fields BACKUP_IMMUTABLE_RULE lets change: every other field must appear in the rule."""
 
 
-class BackupSpec(SpecModel):
-    """What to back up and where to. Immutable once created, except deletionPolicy."""
-
-    model_config = ConfigDict(json_schema_extra=cel(*BACKUP_SPEC_RULES))
+class BackupTemplate(SpecModel):
+    """What to back up and where to: a Backup's spec, and a BackupSchedule's template."""
 
     database: DatabaseSpec
     """The database to back up."""
@@ -76,6 +82,12 @@ class BackupSpec(SpecModel):
 
     job: JobOptions | None = None
     """Tuning for the Job that runs the backup: image, resources, scheduling, deadlines."""
+
+
+class BackupSpec(BackupTemplate):
+    """What to back up and where to. Immutable once created, except deletionPolicy."""
+
+    model_config = ConfigDict(json_schema_extra=cel(*BACKUP_SPEC_RULES))
 
 
 class BackupArtifact(StatusModel):

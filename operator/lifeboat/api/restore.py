@@ -13,18 +13,27 @@ from pydantic import ConfigDict, Field, model_validator
 from lifeboat.api.common import (
     ApiModel,
     CelRule,
-    DatabaseSpec,
-    Engine,
-    JobOptions,
     ObjectMeta,
     ObjectName,
-    OperationStatus,
     SafePath,
     SpecModel,
     StatusModel,
-    StorageSpec,
+    Timestamp,
     cel,
     invalid,
+)
+from lifeboat.api.database import (
+    DatabaseSpec,
+    Engine,
+)
+from lifeboat.api.job import (
+    JobOptions,
+)
+from lifeboat.api.status import (
+    OperationStatus,
+)
+from lifeboat.api.storage import (
+    StorageSpec,
 )
 
 RESTORE_IMMUTABLE_RULE: Final = CelRule(
@@ -45,7 +54,20 @@ RESTORE_TARGET_RULE: Final = CelRule(
     rule="!has(self.source) || has(self.target)",
     message="target is required with source: there is no Backup to take the database from",
 )
-RESTORE_SPEC_RULES: Final = (RESTORE_IMMUTABLE_RULE, RESTORE_SOURCE_RULE, RESTORE_TARGET_RULE)
+RESTORE_OWNER_OPTIONS_RULE: Final = CelRule(
+    rule=(
+        "!has(self.target) || self.target.engine == 'postgresql'"
+        " || (!(has(self.noOwner) && self.noOwner)"
+        " && !(has(self.noPrivileges) && self.noPrivileges))"
+    ),
+    message="noOwner and noPrivileges are postgresql options: remove them for this engine",
+)
+RESTORE_SPEC_RULES: Final = (
+    RESTORE_IMMUTABLE_RULE,
+    RESTORE_SOURCE_RULE,
+    RESTORE_TARGET_RULE,
+    RESTORE_OWNER_OPTIONS_RULE,
+)
 
 
 class BackupRef(SpecModel):
@@ -94,6 +116,23 @@ class RestoreSpec(SpecModel):
     download). false: check while restoring; a mismatch still fails and rolls back the
     restore."""
 
+    dry_run: bool = False
+    """true: change nothing; check everything a restore needs and record what it would do in
+    status.plan (kubectl describe shows it): the target's login, privileges, server version and
+    roles, the artifact's size and SHA-256, the tables and rows it would load, what it would
+    replace and drop. Ends Completed with reason DryRunSucceeded, or Failed with the reason of
+    the check that failed. To restore for real afterwards, create a new Restore."""
+
+    no_owner: bool = False
+    """postgresql only: do not restore object owners (pg_restore --no-owner). Every restored
+    object then belongs to the restoring user, and the roles that owned them in the backup
+    need not exist on the target: use it to restore into another cluster or a database owned
+    by another role."""
+
+    no_privileges: bool = False
+    """postgresql only: do not restore GRANTs and REVOKEs (pg_restore --no-privileges), for a
+    target where the backup's grantees do not exist."""
+
     job: JobOptions | None = None
     """Tuning for the Job that runs the restore: image, resources, scheduling, deadlines."""
 
@@ -103,6 +142,12 @@ class RestoreSpec(SpecModel):
             raise invalid("restore_source", RESTORE_SOURCE_RULE.message)
         if self.source is not None and self.target is None:
             raise invalid("restore_target", RESTORE_TARGET_RULE.message)
+        if (
+            (self.no_owner or self.no_privileges)
+            and self.target is not None
+            and self.target.engine is not Engine.POSTGRESQL
+        ):
+            raise invalid("restore_owner_options", RESTORE_OWNER_OPTIONS_RULE.message)
         return self
 
 
@@ -136,6 +181,72 @@ class RestoreVerification(StatusModel):
     1250'. Empty when everything matched; the worker lists the first few only."""
 
 
+class RestorePlanCheck(StatusModel):
+    """One check a dry run passed."""
+
+    name: Annotated[str, Field(max_length=63)]
+    """What was checked: connect, privileges, server version, roles, artifact, checksum."""
+
+    detail: Annotated[str, Field(max_length=1024)]
+    """What was found, for example 'PostgreSQL 15.8; logged in as app, owner of shop'."""
+
+
+PLAN_LIST_LIMIT: Final = 100
+"""Object lists in status.plan stop after this many names (status must stay small); the
+counts are always complete."""
+
+
+class RestorePlanStatus(StatusModel):
+    """What a dry run found a restore would do; nothing was changed. Written by the worker."""
+
+    target_exists: bool | None = None
+    """false: the restore would create the database."""
+
+    server_version: Annotated[str, Field(max_length=256)] | None = None
+    """Version of the target database server."""
+
+    backup_taken_at: Timestamp | None = None
+    """When the backup's dump completed."""
+
+    bytes_to_download: Annotated[int, Field(ge=0)] | None = None
+    """Bytes of the stored dump a restore would download (the dry run read them once to check
+    the SHA-256)."""
+
+    checksum_verified: bool | None = None
+    """The stored dump's size and SHA-256 matched the manifest."""
+
+    tables: Annotated[int, Field(ge=0)] | None = None
+    """Tables a restore would load."""
+
+    rows: Annotated[int, Field(ge=0)] | None = None
+    """Rows a restore would load, per the manifest."""
+
+    replaced_count: Annotated[int, Field(ge=0)] | None = None
+    """Objects of the target a restore would replace with the backup's."""
+
+    replaced: list[Annotated[str, Field(max_length=1024)]] | None = None
+    """Names of the objects a restore would replace (the first 100)."""
+
+    dropped_count: Annotated[int, Field(ge=0)] | None = None
+    """Objects of the target that are not in the backup and a restore would drop."""
+
+    dropped: list[Annotated[str, Field(max_length=1024)]] | None = None
+    """Names of the objects a restore would drop (the first 100). Set keepExtraObjects to keep
+    them."""
+
+    kept_count: Annotated[int, Field(ge=0)] | None = None
+    """Objects of the target that are not in the backup and would stay (keepExtraObjects)."""
+
+    kept: list[Annotated[str, Field(max_length=1024)]] | None = None
+    """Names of the objects that would stay (the first 100)."""
+
+    checks: list[RestorePlanCheck] | None = None
+    """Every check that passed, in order."""
+
+    notes: list[Annotated[str, Field(max_length=1024)]] | None = None
+    """Anything else worth knowing before restoring for real."""
+
+
 class RestoreStatus(OperationStatus):
     """Observed state of a Restore, written by the operator and its Job."""
 
@@ -149,6 +260,9 @@ class RestoreStatus(OperationStatus):
 
     verification: RestoreVerification | None = None
     """What the restore proved: checksum and row counts. Set when the restore ends."""
+
+    plan: RestorePlanStatus | None = None
+    """spec.dryRun only: what a restore would do, and every check that passed."""
 
 
 class Restore(ApiModel):

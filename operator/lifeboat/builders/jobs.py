@@ -60,7 +60,10 @@ class JobDefaults:
     command: tuple[str, ...] = ("lifeboat",)
     backup_backoff_limit: int = 2
     restore_backoff_limit: int = 0
-    active_deadline_seconds: int | None = None
+    active_deadline_seconds: int | None = 6 * 3600
+    """The Jobs' activeDeadlineSeconds where `spec.job` sets none: a worker that hangs (a lock
+    it never gets, a storage that never answers) fails with DeadlineExceeded instead of running
+    forever. None: no deadline."""
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -316,6 +319,12 @@ def build_restore_job(
         args.append("--keep-extra-objects")
     if not spec.verify_checksum_first:
         args.append("--no-verify-first")
+    if spec.no_owner:
+        args.append("--no-owner")
+    if spec.no_privileges:
+        args.append("--no-privileges")
+    if spec.dry_run:
+        args.append("--dry-run")
     args += ["--progress", "none", "--report-status", f"{RESTORE_PLURAL}/{namespace}/{name}"]
     return _job(
         name=restore_job_name(restore),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lifeboat.controller.config import OperatorConfig
 
 
 def register(commands: Any) -> None:
@@ -30,8 +33,35 @@ def register(commands: Any) -> None:
         default=os.environ.get("LIFEBOAT_WORKER_SERVICE_ACCOUNT", "lifeboat-worker"),
         help="service account of the Jobs; it needs to patch backups/status and restores/status",
     )
+    parser.add_argument(
+        "--job-active-deadline-seconds",
+        type=int,
+        default=6 * 3600,
+        help="activeDeadlineSeconds of the Jobs whose spec.job sets none; 0: no deadline "
+        "(default: 6 hours)",
+    )
     parser.add_argument("--resync-seconds", type=float, default=10.0)
-    parser.add_argument("--stuck-pod-seconds", type=float, default=120.0)
+    parser.add_argument(
+        "--stuck-pod-seconds",
+        type=float,
+        default=120.0,
+        help="fail a request whose Pod the API server keeps refusing (FailedCreate: a quota, a "
+        "missing service account, a policy) or that waits on an image pull or a missing Secret "
+        "for this long (default: 120)",
+    )
+    parser.add_argument(
+        "--unschedulable-seconds",
+        type=float,
+        default=600.0,
+        help="fail a request whose Pod no node can take for this long (default: 600)",
+    )
+    parser.add_argument(
+        "--volume-mount-seconds",
+        type=float,
+        default=600.0,
+        help="fail a request whose Pod cannot attach or mount its volumes for this long "
+        "(default: 600)",
+    )
     parser.add_argument("--backup-wait-seconds", type=float, default=60.0)
     parser.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
@@ -39,24 +69,33 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=_operator)
 
 
-def _operator(args: argparse.Namespace) -> int:
+def operator_config(args: argparse.Namespace) -> OperatorConfig:
+    """The operator's settings from its command line."""
     from lifeboat.builders.jobs import JobDefaults
     from lifeboat.controller.config import OperatorConfig
-    from lifeboat.controller.operator import run
     from lifeboat.worker.errors import UsageError
 
     if not args.namespace and not args.all_namespaces:
         raise UsageError("lifeboat operator: pass --namespace NS (repeatable) or --all-namespaces")
-    config = OperatorConfig(
+    return OperatorConfig(
         namespaces=tuple(args.namespace),
         all_namespaces=args.all_namespaces,
         kubeconfig=args.kubeconfig,
         job_defaults=JobDefaults(
-            image=args.worker_image, service_account_name=args.worker_service_account
+            image=args.worker_image,
+            service_account_name=args.worker_service_account,
+            active_deadline_seconds=args.job_active_deadline_seconds or None,
         ),
         resync_seconds=args.resync_seconds,
         stuck_pod_seconds=args.stuck_pod_seconds,
+        unschedulable_seconds=args.unschedulable_seconds,
+        volume_mount_seconds=args.volume_mount_seconds,
         backup_wait_seconds=args.backup_wait_seconds,
     )
-    run(config, liveness_endpoint=args.liveness)
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from lifeboat.controller.operator import run
+
+    run(operator_config(args), liveness_endpoint=args.liveness)
     return 0

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from lifeboat.cli.common import add_progress_options, deadline, make_progress, status_writer
+from lifeboat.contract import format_bytes
 from lifeboat.worker.compression import Compression
 from lifeboat.worker.database_url import parse_database_url
 from lifeboat.worker.engines import open_engine
@@ -16,13 +17,13 @@ from lifeboat.worker.errors import VerificationFailed
 from lifeboat.worker.manifest import MANIFEST_NAME
 from lifeboat.worker.pipeline import (
     BackupOptions,
+    RestoreReport,
     delete_backup,
     load_manifest,
     run_backup,
     run_restore,
 )
 from lifeboat.worker.storage import open_storage
-from lifeboat.worker.terminal import human_bytes
 
 
 def register(commands: Any) -> None:
@@ -67,6 +68,23 @@ def register(commands: Any) -> None:
         dest="verify_first",
         action="store_false",
         help="skip the separate checksum pass (the checksum is still checked before commit)",
+    )
+    restore.add_argument(
+        "--no-owner",
+        action="store_true",
+        help="PostgreSQL: do not restore object owners; everything restored belongs to the "
+        "restoring role, and the backup's roles need not exist on the target",
+    )
+    restore.add_argument(
+        "--no-privileges",
+        action="store_true",
+        help="PostgreSQL: do not restore GRANTs and REVOKEs",
+    )
+    restore.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything (target login, privileges, versions, roles, the artifact's "
+        "checksum) and print what the restore would do, changing nothing",
     )
     add_progress_options(restore)
     restore.set_defaults(handler=_restore)
@@ -115,7 +133,7 @@ def _backup(args: argparse.Namespace) -> int:
         args,
         summary,
         human=(
-            f"backup complete: {summary['artifact']} ({human_bytes(manifest.artifact.size)}, "
+            f"backup complete: {summary['artifact']} ({format_bytes(manifest.artifact.size)}, "
             f"{len(manifest.tables)} tables, {rows} rows, sha256 {manifest.artifact.sha256[:12]}…)"
         ),
     )
@@ -128,14 +146,20 @@ def _restore(args: argparse.Namespace) -> int:
     engine = open_engine(database)
     writer = status_writer(args)
     progress = make_progress(args, "restore", f"restore {database.redacted()}", writer)
+    options = RestoreOptions(
+        keep_extra_objects=args.keep_extra_objects,
+        no_owner=args.no_owner,
+        no_privileges=args.no_privileges,
+    )
     try:
         with deadline(args.timeout):
             report = run_restore(
                 storage,
                 engine,
                 progress,
-                RestoreOptions(keep_extra_objects=args.keep_extra_objects),
+                options,
                 verify_first=args.verify_first,
+                dry_run=args.dry_run,
             )
     except VerificationFailed as exc:
         if writer is not None and exc.mismatches:
@@ -143,6 +167,11 @@ def _restore(args: argparse.Namespace) -> int:
         raise
     finally:
         progress.close()
+    if report.dry_run:
+        if writer is not None:
+            writer.record_plan(report, storage.uri(report.manifest.artifact.key))
+        _print_plan(args, report, storage.uri(report.manifest.artifact.key))
+        return 0
     if writer is not None:
         writer.record_restore(
             report.manifest,
@@ -168,6 +197,58 @@ def _restore(args: argparse.Namespace) -> int:
         ),
     )
     return 0
+
+
+def plan_summary(report: RestoreReport, artifact_uri: str) -> dict[str, Any]:
+    """The dry run's plan as JSON (`--output json`): what would change, what was checked."""
+    plan = report.plan
+    return {
+        "result": "dry run: nothing was changed",
+        "target": plan.database,
+        "serverVersion": plan.server_version,
+        "targetExists": plan.database_exists,
+        "artifact": artifact_uri,
+        "bytesToDownload": report.manifest.artifact.size,
+        "sha256": report.manifest.artifact.sha256,
+        "checksumVerified": report.checksum_verified,
+        "backupTakenAt": report.manifest.completed_at.isoformat(),
+        "tables": [{"name": t.name, "rows": t.rows} for t in report.manifest.tables],
+        "rows": report.rows_verified,
+        "replaced": plan.replaced,
+        "dropped": plan.dropped,
+        "kept": plan.kept,
+        "checks": [{"name": c.name, "detail": c.detail} for c in plan.checks],
+        "notes": plan.notes,
+    }
+
+
+def _print_plan(args: argparse.Namespace, report: RestoreReport, artifact_uri: str) -> None:
+    summary = plan_summary(report, artifact_uri)
+    if args.output == "json":
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    plan = report.plan
+    lines = [
+        f"dry run: nothing was changed in {plan.database}",
+        f"backup of {report.manifest.completed_at:%Y-%m-%d %H:%M:%S} UTC from "
+        f"{report.manifest.database} ({report.manifest.server_version})",
+        f"would download {format_bytes(report.manifest.artifact.size)} from {artifact_uri}",
+        f"would load {len(report.manifest.tables)} tables, {report.rows_verified} rows"
+        + ("" if plan.database_exists else f", into a new database {plan.database}"),
+    ]
+    for title, names in (
+        ("would replace", plan.replaced),
+        ("would drop (not in the backup)", plan.dropped),
+        ("would keep (not in the backup)", plan.kept),
+    ):
+        if names:
+            lines.append(f"{title}: {len(names)}")
+            lines += [f"  - {name}" for name in names]
+    lines.append("checks passed:")
+    lines += [f"  ✓ {check.name}: {check.detail}" for check in plan.checks]
+    lines += [f"note: {note}" for note in plan.notes]
+    print("\n".join(lines))
 
 
 def _delete(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
 
 import kopf
 from kubernetes import client
@@ -19,6 +19,7 @@ from lifeboat.api import (
 )
 from lifeboat.builders.jobs import (
     backup_job_name,
+    backup_url,
     build_backup_job,
     build_cleanup_job,
     cleanup_job_name,
@@ -27,6 +28,7 @@ from lifeboat.builders.jobs import (
 from lifeboat.contract import Object
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.jobs import (
+    job_start_failure,
     now_iso,
     open_unfinished,
     post_event,
@@ -37,16 +39,19 @@ from lifeboat.controller.transitions import (
     JobState,
     JobView,
     set_condition,
-    stuck_pod,
     view_job,
 )
 from lifeboat.kube.objects import (
+    KubeError,
+    NamespaceTerminating,
     create_or_adopt_job,
     delete_job,
     list_job_pods,
     patch_status,
     read_job,
 )
+
+log = logging.getLogger(__name__)
 
 
 def has_artifact(status: Object) -> bool:
@@ -80,6 +85,9 @@ def clean_up_storage(api: client.ApiClient, body: Object, config: OperatorConfig
 
     Raises kopf.TemporaryError while the Job runs or after it failed, so kopf keeps the
     finalizer and retries: a storage error never loses track of the data.
+
+    In a namespace being deleted no Job can be created: the backup is kept in storage, the
+    condition StorageCleanup says so, and the finalizer goes (else the namespace would never go).
     """
     try:
         backup = Backup.model_validate(body)
@@ -94,24 +102,46 @@ def clean_up_storage(api: client.ApiClient, body: Object, config: OperatorConfig
     job_name = cleanup_job_name(backup)
     job = read_job(api, namespace, job_name)
     if job is None:
-        job, _ = create_or_adopt_job(api, build_cleanup_job(backup, config.job_defaults))
+        try:
+            job, _ = create_or_adopt_job(api, build_cleanup_job(backup, config.job_defaults))
+        except NamespaceTerminating:
+            _keep_in_terminating_namespace(api, body, backup)
+            return
         _cleanup_condition(api, body, ConditionStatus.UNKNOWN, "Deleting", "deleting from storage")
     pods = list_job_pods(api, namespace, job_name)
     view = view_job(job, pods)
-    stuck = stuck_pod(pods, datetime.now(UTC), config.stuck_pod_seconds)
-    if stuck is not None:
-        view = JobView(JobState.FAILED, reason=stuck[0], message=stuck[1])
+    if view.state in (JobState.PENDING, JobState.RUNNING):
+        stuck = job_start_failure(api, namespace, job, pods, config)
+        if stuck is not None:
+            view = JobView(JobState.FAILED, reason=stuck[0], message=stuck[1])
     if view.state is JobState.SUCCEEDED:
         delete_job(api, namespace, job_name)
         post_event(body, "Normal", "StorageCleaned", "artifact and manifest deleted")
         return
     if view.state is JobState.FAILED:
-        message = f"could not delete the backup from storage: {view.message}"
+        message = f"could not delete the backup from storage: {view.reason}: {view.message}"
         _cleanup_condition(api, body, ConditionStatus.FALSE, "CleanupFailed", message)
         post_event(body, "Warning", "CleanupFailed", message)
         delete_job(api, namespace, job_name)  # the retry starts a fresh Job
         raise kopf.TemporaryError(message, delay=config.cleanup_retry_seconds)
     raise kopf.TemporaryError("waiting for the storage cleanup Job", delay=1)
+
+
+def _keep_in_terminating_namespace(api: client.ApiClient, body: Object, backup: Backup) -> None:
+    """deletionPolicy Delete in a namespace being deleted: the API server refuses the cleanup
+    Job, so the backup stays in storage and the finalizer goes. Said in the log and, while the
+    object can still be patched, in its StorageCleanup condition (Events cannot be created in a
+    terminating namespace)."""
+    namespace, name = backup.metadata.namespace or "", backup.metadata.name or ""
+    message = (
+        f"namespace {namespace} is being deleted and refuses new Jobs, so the backup was not "
+        f"deleted from storage: it remains at {backup_url(backup)} (delete it there if unwanted)"
+    )
+    log.warning("Backup %s/%s: %s", namespace, name, message)
+    try:
+        _cleanup_condition(api, body, ConditionStatus.FALSE, "NamespaceTerminating", message)
+    except KubeError as exc:  # the record is a courtesy; the namespace must still go
+        log.warning("Backup %s/%s: could not record it in status: %s", namespace, name, exc)
 
 
 def _cleanup_condition(

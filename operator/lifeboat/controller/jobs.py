@@ -26,14 +26,18 @@ from lifeboat.controller.transitions import (
     JobState,
     Verdict,
     decide,
+    follow_generation,
+    start_event_uids,
+    start_failure,
     status_update,
-    stuck_pod,
     view_job,
 )
 from lifeboat.kube.objects import (
+    KubeError,
     create_or_adopt_job,
     delete_job,
     list_job_pods,
+    list_warning_events,
     patch_status,
     read_custom,
     read_job,
@@ -42,6 +46,7 @@ from lifeboat.kube.objects import (
 log = logging.getLogger(__name__)
 
 _locks: dict[tuple[str, str, str], threading.Lock] = {}
+_events_unreadable: set[str] = set()  # namespaces already warned about, to warn once
 _locks_guard = threading.Lock()
 
 
@@ -97,12 +102,16 @@ def open_unfinished(
 ) -> tuple[Target, Model] | None:
     """Read the resource fresh and parse it; None when there is nothing to do: it is gone,
     being deleted, already Completed or Failed, or invalid (then it is marked Failed, once,
-    with the field named, and never retried)."""
+    with the field named, and never retried).
+
+    A finished resource whose spec was edited since (a Backup's `deletionPolicy`) only gets its
+    `observedGeneration` brought up to date: it never runs again."""
     obj = read_custom(api, plural, namespace, name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         return None
     target = Target(plural, kind, obj)
     if target.is_terminal():
+        observe_generation(api, target)
         return None  # finished requests never run again: not on restart, resync or re-apply
     try:
         return target, model.model_validate(obj)
@@ -110,6 +119,45 @@ def open_unfinished(
         message = describe_validation_error(exc).replace("\n", "; ")
         write_verdict(api, target, Verdict(Phase.FAILED, "InvalidSpec", message))
         return None
+
+
+def observe_generation(api: client.ApiClient, target: Target) -> None:
+    """Say in status (top level and every condition) that the current spec has been seen."""
+    patch = follow_generation(target.status, target.generation)
+    if patch is not None:
+        patch_status(api, target.plural, target.namespace, target.name, patch)
+        log.info(
+            "%s %s/%s: observed generation %s (%s, nothing to run)",
+            target.kind,
+            target.namespace,
+            target.name,
+            target.generation,
+            target.status.get("phase"),
+        )
+
+
+def job_start_failure(
+    api: client.ApiClient,
+    namespace: str,
+    job: Object | None,
+    pods: list[Object],
+    config: OperatorConfig,
+) -> tuple[str, str] | None:
+    """(reason, message) when the Job's Pod has failed to start for too long: refused by the API
+    server, unschedulable, unable to mount its volumes, or waiting on an image or a Secret.
+
+    Events are read best effort: without permission to list them (an older chart's RBAC) the
+    Pod's own status still tells unschedulable and image troubles, and the Job's deadline still
+    bounds the rest; reconciling never stops on it."""
+    events: list[Object] = []
+    try:
+        for uid in start_event_uids(job, pods):
+            events += list_warning_events(api, namespace, uid)
+    except KubeError as exc:
+        if namespace not in _events_unreadable:
+            _events_unreadable.add(namespace)
+            log.warning("cannot read Events in %s (grant list on events): %s", namespace, exc)
+    return start_failure(job, pods, events, datetime.now(UTC), config.start_limits)
 
 
 def write_verdict(
@@ -184,6 +232,7 @@ def reconcile_job(
     build_job: Callable[[], Object],
     has_result: Callable[[Object], bool],
     extra: Object | None = None,
+    success: Verdict | None = None,
 ) -> Phase:
     """Ensure exactly one Job for `target`, then derive its phase from that Job."""
     job = read_job(api, target.namespace, job_name)
@@ -198,11 +247,18 @@ def reconcile_job(
         view = view_job(job, pods)
     stuck = None
     if view.state in (JobState.PENDING, JobState.RUNNING):
-        stuck = stuck_pod(pods, datetime.now(UTC), config.stuck_pod_seconds)
+        stuck = job_start_failure(api, target.namespace, job, pods, config)
     verdict = decide(
-        target.status, view, has_result=has_result(target.status), stuck=stuck, kind=target.kind
+        target.status,
+        view,
+        has_result=has_result(target.status),
+        stuck=stuck,
+        kind=target.kind,
+        success=success,
     )
     if stuck is not None and verdict.phase is Phase.FAILED:
-        delete_job(api, target.namespace, job_name)  # it would wait forever
+        # Deleted, so that it cannot start later (a quota freed, a node added) and run a request
+        # that already says Failed; its Pods go with it.
+        delete_job(api, target.namespace, job_name)
     write_status(api, target, verdict, view, job_name=job_name, extra=extra)
     return verdict.phase

@@ -147,10 +147,12 @@ def _register_reconcile(
     plural: str,
     reconcile: Reconcile,
 ) -> None:
-    """One reconcile function, run on create, on operator start and on a resync timer."""
+    """One reconcile function, run on create, on a spec edit (a finished object then only
+    observes the new generation), on operator start and on a resync timer."""
     backoff = config.handler_backoff_seconds
 
     @kopf.on.create(GROUP, VERSION, plural, id=f"{kind}-start", registry=registry, backoff=backoff)
+    @kopf.on.update(GROUP, VERSION, plural, id=f"{kind}-update", registry=registry, backoff=backoff)
     @kopf.on.resume(GROUP, VERSION, plural, id=f"{kind}-resume", registry=registry, backoff=backoff)
     def start(namespace: str | None, name: str, **_: Any) -> None:
         reconcile(api(), namespace or "", name, config)

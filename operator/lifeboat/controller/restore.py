@@ -13,6 +13,7 @@ from lifeboat.api import (
     RESTORE_PLURAL,
     Backup,
     DatabaseSpec,
+    Engine,
     Phase,
     Restore,
     StorageSpec,
@@ -41,6 +42,20 @@ from lifeboat.kube.objects import list_custom, read_custom
 def has_verification(status: Object) -> bool:
     verification = status.get("verification") or {}
     return bool(verification.get("checksumVerified") and verification.get("rowCountsMatched"))
+
+
+def has_plan(status: Object) -> bool:
+    """A dry run's result: the plan, and the checksum it verified."""
+    verification = status.get("verification") or {}
+    return bool(status.get("plan") and verification.get("checksumVerified"))
+
+
+DRY_RUN_SUCCEEDED = Verdict(
+    Phase.COMPLETED,
+    "DryRunSucceeded",
+    "dry run: every check passed and nothing was changed; status.plan says what a restore "
+    "would do (kubectl describe shows it). Create a Restore without dryRun to restore.",
+)
 
 
 def _age_seconds(obj: Object) -> float:
@@ -75,8 +90,9 @@ def reconcile_restore(
                 target=database,
                 defaults=config.job_defaults,
             ),
-            has_result=has_verification,
+            has_result=has_plan if restore.spec.dry_run else has_verification,
             extra=_restore_facts(database, backup_name),
+            success=DRY_RUN_SUCCEEDED if restore.spec.dry_run else None,
         )
 
 
@@ -162,6 +178,18 @@ def _resolve_source(
         write_verdict(api, target, Verdict(Phase.FAILED, "BackupInvalid", message))
         return None
     database = spec.target or backup.spec.database
+    if (spec.no_owner or spec.no_privileges) and database.engine is not Engine.POSTGRESQL:
+        write_verdict(
+            api,
+            target,
+            Verdict(
+                Phase.FAILED,
+                "InvalidSpec",
+                f"spec.noOwner/spec.noPrivileges: postgresql options, but the target is "
+                f"{database.engine.value}; remove them",
+            ),
+        )
+        return None
     if not same_family(database.engine.value, backup.spec.database.engine.value):
         write_verdict(
             api,

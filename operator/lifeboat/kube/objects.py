@@ -20,16 +20,28 @@ class KubeError(Exception):
     """An API call failed in a way the caller must report (not 404/409, which are handled)."""
 
     def __init__(self, what: str, exc: ApiException) -> None:
-        detail = _status_message(exc)
+        detail = _status_body(exc).get("message", "")
         super().__init__(f"{what}: {exc.status} {exc.reason}: {detail}")
         self.status = exc.status
 
 
-def _status_message(exc: ApiException) -> str:
+class NamespaceTerminating(KubeError):
+    """The namespace is being deleted: the API server refuses every new object in it (403 with
+    the status cause `NamespaceTerminating`), and will delete what is in it."""
+
+
+def _status_body(exc: ApiException) -> Object:
     try:
-        return str(json.loads(exc.body or "{}").get("message", ""))
-    except (ValueError, AttributeError):
-        return ""
+        body = json.loads(exc.body or "{}")
+    except (ValueError, TypeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _refused_because_terminating(exc: ApiException) -> bool:
+    # metav1.StatusCause serializes its type as "reason".
+    causes = (_status_body(exc).get("details") or {}).get("causes") or []
+    return exc.status == 403 and any(c.get("reason") == "NamespaceTerminating" for c in causes)
 
 
 def _json(response: Any) -> Object:
@@ -47,8 +59,11 @@ def create_or_adopt_job(api: client.ApiClient, job: Object) -> tuple[Object, boo
     try:
         return _json(batch.create_namespaced_job(namespace, job, _preload_content=False)), True
     except ApiException as exc:
+        what = f"creating Job {namespace}/{job['metadata']['name']}"
+        if _refused_because_terminating(exc):
+            raise NamespaceTerminating(what, exc) from None
         if exc.status != 409:
-            raise KubeError(f"creating Job {namespace}/{job['metadata']['name']}", exc) from None
+            raise KubeError(what, exc) from None
     existing = read_job(api, namespace, job["metadata"]["name"])
     if existing is None:  # deleted between our create and read: let the caller retry
         raise KubeError(
@@ -87,6 +102,21 @@ def list_job_pods(api: client.ApiClient, namespace: str, job_name: str) -> list[
         )
     except ApiException as exc:
         raise KubeError(f"listing Pods of Job {namespace}/{job_name}", exc) from None
+    items: list[Object] = _json(response).get("items", [])
+    return items
+
+
+def list_warning_events(api: client.ApiClient, namespace: str, uid: str) -> list[Object]:
+    """The Warning Events about one object (by uid): why a Job cannot create its Pod, why a Pod
+    cannot mount its volumes. Core v1 Events, as the Job controller and the kubelet post them."""
+    try:
+        response = client.CoreV1Api(api).list_namespaced_event(
+            namespace,
+            field_selector=f"involvedObject.uid={uid},type=Warning",
+            _preload_content=False,
+        )
+    except ApiException as exc:
+        raise KubeError(f"listing Events of {uid} in {namespace}", exc) from None
     items: list[Object] = _json(response).get("items", [])
     return items
 

@@ -45,6 +45,19 @@ class Manifest(BaseModel):
     completed_at: datetime
     artifact: ArtifactManifest
     tables: list[TableManifest]
+    objects: list[str] | None = Field(
+        default=None,
+        description="Every object the dump holds, labelled '<kind> <name>' as restore plans "
+        "label them ('table shop.orders', 'view shop.totals', 'function shop.total(integer)'): "
+        "a dry run compares them with the target without reading the artifact. None in manifests "
+        "written before Lifeboat recorded them.",
+    )
+    roles: list[str] | None = Field(
+        default=None,
+        description="Database roles (PostgreSQL owners and grantees, MySQL definers) the dump "
+        "names: a restore checks they exist on the target before it reads the artifact. None in "
+        "manifests written before Lifeboat recorded them.",
+    )
 
     @property
     def row_counts(self) -> dict[str, int]:

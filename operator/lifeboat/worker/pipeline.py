@@ -1,5 +1,11 @@
 """The two streams: dump -> compress -> SHA-256 -> store, and store -> verify -> decompress -> load.
 
+Both start with a preflight that fails within seconds, before a byte moves: a backup connects
+and proves it can read everything and that the storage accepts writes; a restore reads the
+manifest, connects to the target, checks the privileges, the server version and the roles the
+backup names, and only then downloads the artifact. A dry run stops after the preflight and the
+checksum pass and reports the plan.
+
 Nothing is staged on disk and memory stays bounded: a chunk at a time flows through, and the
 storage writer holds at most a fixed number of upload parts. The order of publication is what makes
 a backup trustworthy: the artifact is published (atomically) only when the dump tool succeeded, and
@@ -22,7 +28,7 @@ from lifeboat.worker.compression import (
     DecompressingReader,
     make_compressor,
 )
-from lifeboat.worker.engines.base import Engine, RestoreOptions
+from lifeboat.worker.engines.base import Check, Engine, RestoreOptions, RestorePlan
 from lifeboat.worker.errors import (
     BackupNotFound,
     ChecksumMismatch,
@@ -39,7 +45,7 @@ from lifeboat.worker.manifest import (
     TableManifest,
 )
 from lifeboat.worker.progress import Progress
-from lifeboat.worker.storage.base import Storage
+from lifeboat.worker.storage.base import WRITE_PROBE, Storage
 from lifeboat.worker.streams import CHUNK_SIZE, Readable
 
 
@@ -59,11 +65,18 @@ def run_backup(
 ) -> Manifest:
     """Dump `engine` into `storage`; return the manifest once both are stored and checked."""
     started = _now()
-    progress.set_stage("connecting")
-    info = engine.inspect()
+    progress.set_stage("checking")
+    engine.preflight_backup()
     storage.check()
+    storage.check_writable()
+    info = engine.inspect()
     _refuse_to_clobber(storage, overwrite=options.overwrite)
-    progress.set_totals(bytes_total=info.estimated_bytes, items_total=len(info.tables))
+    progress.set_totals(
+        bytes_total=info.estimated_bytes,
+        items_total=len(info.tables),
+        estimated=True,
+        item_bytes=info.table_bytes,
+    )
     key = artifact_key(engine.name, options.compression)
     compressor = make_compressor(options.compression, options.level)
     digest = hashlib.sha256()
@@ -110,6 +123,8 @@ def run_backup(
                 raw_size=raw_size,
             ),
             tables=[TableManifest(name=n, rows=r) for n, r in sorted(summary.row_counts.items())],
+            objects=sorted(set(summary.objects)),
+            roles=sorted(set(summary.roles)),
         )
         storage.put_bytes(MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
     except BaseException:
@@ -135,9 +150,16 @@ def _refuse_to_clobber(storage: Storage, *, overwrite: bool) -> None:
 
 @dataclass(frozen=True)
 class RestoreReport:
+    """How a restore ended. For a dry run, `row_counts` are the manifest's (what would be
+    loaded) and `plan` says what would change; nothing was."""
+
     manifest: Manifest
     checksum_verified: bool
     row_counts: dict[str, int]
+    plan: RestorePlan
+    dry_run: bool = False
+    bytes_read: int = 0
+    """Bytes of the artifact read from storage (both passes)."""
 
     @property
     def rows_verified(self) -> int:
@@ -169,8 +191,12 @@ def run_restore(
     options: RestoreOptions | None = None,
     *,
     verify_first: bool = True,
+    dry_run: bool = False,
 ) -> RestoreReport:
-    """Restore the backup at `storage` into `engine`'s database, proven or not at all."""
+    """Restore the backup at `storage` into `engine`'s database, proven or not at all.
+
+    `dry_run`: the preflight and the checksum pass only; the target is not touched."""
+    options = options or RestoreOptions()
     progress.set_stage("reading manifest")
     manifest = load_manifest(storage)
     if not same_family(manifest.engine, engine.name):
@@ -183,6 +209,10 @@ def run_restore(
             f"the backup's format {manifest.dump_format!r} is not {engine.dump_format!r}, "
             "which this version of Lifeboat restores"
         )
+    # Connect, authenticate and check privileges, versions and roles before downloading a byte:
+    # a wrong password on a 100 GB backup must fail in seconds, not after the checksum pass.
+    progress.set_stage("checking the target")
+    plan = engine.plan_restore(manifest, options)
     art = manifest.artifact
     stored = storage.size(art.key)
     if stored is None:
@@ -192,23 +222,32 @@ def run_restore(
             f"{storage.uri(art.key)} has {stored} bytes but the manifest says {art.size}: "
             "the artifact was truncated or replaced; nothing was restored"
         )
-    passes = 2 if verify_first else 1
+    plan.checks.append(Check("artifact", f"{storage.uri(art.key)}: {art.size} bytes, as recorded"))
+    passes = 1 if dry_run or not verify_first else 2
     progress.set_totals(bytes_total=art.size * passes, items_total=len(manifest.tables))
-    if verify_first:
+    if verify_first or dry_run:
         progress.set_stage("verifying checksum")
         with storage.open_reader(art.key) as reader:
             verifying = VerifyingReader(reader, manifest, storage.uri(art.key), progress)
             while verifying.read(CHUNK_SIZE):
                 pass
+        plan.checks.append(Check("checksum", f"SHA-256 {art.sha256} matches the manifest"))
+    if dry_run:
+        progress.finish()
+        return RestoreReport(
+            manifest=manifest,
+            checksum_verified=True,
+            row_counts=manifest.row_counts,
+            plan=plan,
+            dry_run=True,
+            bytes_read=art.size,
+        )
     progress.set_stage("restoring")
     compression = Compression(art.compression)
     with storage.open_reader(art.key) as reader:
         verifying = VerifyingReader(reader, manifest, storage.uri(art.key), progress)
         result = engine.restore(
-            DecompressingReader(verifying, compression),
-            manifest,
-            progress,
-            options or RestoreOptions(),
+            DecompressingReader(verifying, compression), manifest, progress, options
         )
         if not verifying.verified:
             raise ChecksumMismatch("the engine finished before the artifact was read to its end")
@@ -218,7 +257,11 @@ def run_restore(
         raise VerificationFailed("after the restore: " + "; ".join(mismatches), mismatches)
     progress.finish()
     return RestoreReport(
-        manifest=manifest, checksum_verified=True, row_counts=dict(result.row_counts)
+        manifest=manifest,
+        checksum_verified=True,
+        row_counts=dict(result.row_counts),
+        plan=plan,
+        bytes_read=art.size * passes,
     )
 
 
@@ -290,7 +333,7 @@ def delete_backup(storage: Storage) -> list[str]:
     Every artifact name Lifeboat can write is deleted, so an artifact left without a manifest by
     an interrupted run goes too. Returns the keys that existed.
     """
-    keys = [MANIFEST_NAME]
+    keys = [MANIFEST_NAME, WRITE_PROBE]
     with contextlib.suppress(BackupNotFound, ManifestInvalid):
         keys.append(load_manifest(storage).artifact.key)
     keys += [artifact_key(e, c) for e in ENGINE_FAMILIES for c in Compression]

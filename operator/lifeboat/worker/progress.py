@@ -4,6 +4,12 @@ Nothing here invents progress. `Progress` only moves when the pipeline or an eng
 bytes flowed or that the dump/restore tool finished an item (a table). Percent is derived from those
 quantities, never goes backwards, and reaches 100 only in `finish()`.
 
+A backup's byte total is an estimate from the database's catalog, and catalogs are wrong in both
+directions (a dump's text is often larger than the pages it came from). When the estimate is split
+per table (`item_bytes`), the total is corrected as tables finish: the bytes the finished tables
+really took, plus the remaining tables' estimates scaled by the same measured ratio. So the total
+shown is what is now expected, never less than what already flowed.
+
 Counters are updated from several threads (the pipeline's read loop, an engine's stderr reader),
 so every mutation holds a lock. Reporters are called at most every `interval` seconds, plus once
 for every stage change and a final time.
@@ -15,7 +21,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import IO, Protocol
@@ -80,6 +86,13 @@ class Progress:
         self._items_done = 0
         self._items_total: int | None = None
         self._items_seen: set[str] = set()
+        self._estimated = False
+        self._estimate: int | None = None
+        self._item_bytes: dict[str, int] = {}
+        self._estimate_done = 0
+        """Catalog estimate of the items finished so far."""
+        self._bytes_at_item_done = 0
+        """Bytes that had flowed when the last item with an estimate finished."""
         self._current_item: str | None = None
         self._percent = 0.0
         self._done = False
@@ -95,11 +108,24 @@ class Progress:
         if changed:
             self._emit(force=True)
 
-    def set_totals(self, *, bytes_total: int | None = None, items_total: int | None = None) -> None:
-        """Declare what 100% means: an estimate (bytes of a dump) or exact (an artifact)."""
+    def set_totals(
+        self,
+        *,
+        bytes_total: int | None = None,
+        items_total: int | None = None,
+        estimated: bool = False,
+        item_bytes: Mapping[str, int] | None = None,
+    ) -> None:
+        """Declare what 100% means: exact (an artifact's size) or `estimated` (a dump's size
+        per the catalog; `item_bytes` splits that estimate per item so it can be corrected)."""
         with self._lock:
             if bytes_total is not None:
                 self._bytes_total = max(bytes_total, 0)
+                self._estimate = self._bytes_total if estimated else None
+                self._estimated = estimated
+                self._item_bytes = {k: max(v, 0) for k, v in (item_bytes or {}).items()}
+                self._estimate_done = 0
+                self._bytes_at_item_done = self._bytes_done
             if items_total is not None:
                 self._items_total = max(items_total, 0)
 
@@ -108,11 +134,13 @@ class Progress:
             return
         with self._lock:
             self._bytes_done += n
+            self._correct_total_locked()
         self._emit()
 
     def start_item(self, name: str) -> None:
         with self._lock:
             self._current_item = name
+            self._correct_total_locked()
         self._emit()
 
     def item_done(self, name: str) -> None:
@@ -121,8 +149,33 @@ class Progress:
             if name not in self._items_seen:
                 self._items_seen.add(name)
                 self._items_done += 1
+                if self._estimated and name in self._item_bytes:
+                    self._estimate_done += self._item_bytes[name]
+                    self._bytes_at_item_done = self._bytes_done
+                    self._correct_total_locked()
             self._current_item = name
         self._emit()
+
+    def _correct_total_locked(self) -> None:
+        """Re-project an estimated byte total: finished items at what they really took, the
+        item in progress at least at what it took so far, the rest at the measured ratio."""
+        if not self._estimated or self._estimate is None:
+            return
+        ratio = 1.0
+        if self._estimate_done > 0 and self._bytes_at_item_done > 0:
+            ratio = self._bytes_at_item_done / self._estimate_done
+        remaining = max(self._estimate - self._estimate_done, 0)
+        unfinished = self._bytes_done - self._bytes_at_item_done
+        current = self._item_bytes.get(self._current_item or "")
+        if current is not None and self._current_item not in self._items_seen:
+            rest = max(round(current * ratio), unfinished) + round(
+                max(remaining - current, 0) * ratio
+            )
+        else:
+            rest = max(round(remaining * ratio), unfinished)
+        projected = self._bytes_at_item_done + rest
+        # Never claim less than what already flowed while the work still runs.
+        self._bytes_total = max(projected, self._bytes_done)
 
     def finish(self) -> None:
         with self._lock:
@@ -178,15 +231,15 @@ class Progress:
         )
 
     def _estimate_percent_locked(self) -> float:
-        fractions: list[float] = []
+        # Bytes are the finer measure (tables differ in size by orders of magnitude); items count
+        # only when there is no byte total.
         if self._bytes_total:
-            fractions.append(self._bytes_done / self._bytes_total)
-        if self._items_total:
-            fractions.append(self._items_done / self._items_total)
-        if not fractions:
+            fraction = self._bytes_done / self._bytes_total
+        elif self._items_total:
+            fraction = self._items_done / self._items_total
+        else:
             return 0.0
-        # Bytes are the finer measure; items keep us honest when the byte total is an estimate.
-        return min(max(fractions) * 100.0, self._CAP_BEFORE_DONE)
+        return min(fraction * 100.0, self._CAP_BEFORE_DONE)
 
     def _emit(self, *, force: bool = False) -> None:
         now = self._clock()

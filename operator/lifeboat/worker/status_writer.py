@@ -22,13 +22,17 @@ from lifeboat.api import (
     Compression,
     Engine,
     ProgressStatus,
+    RestorePlanCheck,
+    RestorePlanStatus,
     RestoreVerification,
 )
+from lifeboat.api.restore import PLAN_LIST_LIMIT
 from lifeboat.contract import ExitCode
 from lifeboat.kube.client import make_api_client
 from lifeboat.kube.objects import KubeError, patch_status
 from lifeboat.worker.errors import LifeboatError, UsageError
 from lifeboat.worker.manifest import Manifest
+from lifeboat.worker.pipeline import RestoreReport
 from lifeboat.worker.progress import ProgressSnapshot
 
 log = logging.getLogger(__name__)
@@ -149,6 +153,38 @@ class StatusWriter:
             mismatches=mismatches[:MAX_MISMATCHES],
         )
         self._write_with_retries({"verification": verification.to_api_dict()})
+
+    def record_plan(self, report: RestoreReport, artifact_uri: str) -> None:
+        """Record a dry run's plan: what a restore would do and every check that passed."""
+        plan = report.plan
+        manifest = report.manifest
+        status = RestorePlanStatus(
+            target_exists=plan.database_exists,
+            server_version=plan.server_version,
+            backup_taken_at=manifest.completed_at,
+            bytes_to_download=manifest.artifact.size,
+            checksum_verified=report.checksum_verified,
+            tables=len(manifest.tables),
+            rows=report.rows_verified,
+            replaced_count=len(plan.replaced),
+            replaced=plan.replaced[:PLAN_LIST_LIMIT],
+            dropped_count=len(plan.dropped),
+            dropped=plan.dropped[:PLAN_LIST_LIMIT],
+            kept_count=len(plan.kept),
+            kept=plan.kept[:PLAN_LIST_LIMIT],
+            checks=[
+                RestorePlanCheck(name=c.name[:63], detail=c.detail[:1024]) for c in plan.checks
+            ],
+            notes=[note[:1024] for note in plan.notes],
+        )
+        verification = RestoreVerification(
+            checksum_verified=report.checksum_verified,
+            artifact_uri=artifact_uri,
+            sha256=manifest.artifact.sha256,
+        )
+        self._write_with_retries(
+            {"plan": status.to_api_dict(), "verification": verification.to_api_dict()}
+        )
 
     def _patch(self, body: dict[str, Any]) -> None:
         if patch_status(self._api, self.plural, self.namespace, self.name, body) is None:

@@ -171,6 +171,89 @@ def test_a_terminating_namespace_accepts_no_new_objects(
         core.read_namespace("scratch")
 
 
+def test_a_terminating_namespace_refuses_with_the_namespace_terminating_cause(
+    core: kubernetes.client.CoreV1Api, kube_api: kubernetes.client.ApiClient
+) -> None:
+    """As the NamespaceLifecycle admission plugin: 403 Forbidden, its message, and the cause
+    clients test for (client-go's NamespaceTerminatingCause). Events are refused too."""
+    core.create_namespace({"metadata": {"name": "scratch"}})
+    blocker = widget("blocker")
+    blocker["metadata"]["finalizers"] = ["example.dev/keep"]
+    Widgets(kube_api, "scratch").create(blocker)
+    core.delete_namespace("scratch")
+    batch = kubernetes.client.BatchV1Api(kube_api)
+    job = {
+        "metadata": {"name": "late"},
+        "spec": {
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x:1"}]}
+            }
+        },
+    }
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        batch.create_namespaced_job("scratch", job)
+    status = status_of(err.value)
+    assert (err.value.status, status["reason"]) == (403, "Forbidden")
+    assert status["message"] == (
+        'jobs.batch "late" is forbidden: unable to create new content in namespace scratch '
+        "because it is being terminated"
+    )
+    assert status["details"]["causes"] == [
+        {
+            "reason": "NamespaceTerminating",
+            "message": "namespace scratch is being terminated",
+            "field": "metadata.namespace",
+        }
+    ]
+    event = {
+        "metadata": {"name": "e1"},
+        "involvedObject": {"kind": "Widget", "name": "blocker", "namespace": "scratch"},
+        "reason": "Test",
+        "message": "m",
+        "type": "Normal",
+    }
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        core.create_namespaced_event("scratch", event)
+    assert err.value.status == 403
+
+
+def test_a_terminating_namespace_waits_for_finalizers_and_says_which(
+    core: kubernetes.client.CoreV1Api, kube_api: kubernetes.client.ApiClient
+) -> None:
+    """Objects inside are deleted; those with finalizers stay (and can still be updated, status
+    included) until their finalizers go, and the namespace's conditions say what holds it."""
+    core.create_namespace({"metadata": {"name": "scratch"}})
+    widgets = Widgets(kube_api, "scratch")
+    for name in ("a", "b"):
+        held = widget(name)
+        held["metadata"]["finalizers"] = ["example.dev/keep"]
+        widgets.create(held)
+    core.create_namespaced_config_map("scratch", {"metadata": {"name": "plain"}})
+    core.delete_namespace("scratch")
+
+    namespace = core.read_namespace("scratch")
+    assert namespace.metadata.deletion_timestamp is not None
+    assert namespace.status.phase == "Terminating"
+    conditions = {c.type: c for c in namespace.status.conditions}
+    assert conditions["NamespaceContentRemaining"].message == (
+        "Some resources are remaining: widgets.example.dev has 2 resource instances"
+    )
+    assert conditions["NamespaceFinalizersRemaining"].message == (
+        "Some content in the namespace has finalizers remaining: example.dev/keep in 2 resource "
+        "instances"
+    )
+    assert core.list_namespaced_config_map("scratch").items == []
+    assert widgets.get("a")["metadata"]["deletionTimestamp"]
+    widgets.patch_status("a", {"status": {"phase": "Failed"}})  # updates are allowed
+    widgets.patch("a", {"metadata": {"finalizers": None}})
+    assert [w["metadata"]["name"] for w in widgets.list()["items"]] == ["b"]
+    assert core.read_namespace("scratch").status.phase == "Terminating"
+    widgets.patch("b", {"metadata": {"finalizers": None}})
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        core.read_namespace("scratch")
+    assert err.value.status == 404
+
+
 def test_delete_preconditions(widgets: Widgets) -> None:
     widgets.create(widget())
     with pytest.raises(kubernetes.client.ApiException) as err:

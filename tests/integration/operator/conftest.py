@@ -204,6 +204,8 @@ def test_config(kubeconfig: Path, **changes: Any) -> OperatorConfig:
         "job_defaults": JobDefaults(image=TEST_IMAGE, image_pull_policy="IfNotPresent"),
         "resync_seconds": 0.5,
         "stuck_pod_seconds": 1.0,
+        "unschedulable_seconds": 1.0,
+        "volume_mount_seconds": 1.0,
         "backup_wait_seconds": 2.0,
         "cleanup_retry_seconds": 0.5,
         "error_backoffs": (0.1, 0.2, 0.5),

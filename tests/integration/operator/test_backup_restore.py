@@ -16,7 +16,7 @@ def postgres_backup_spec(db: pg.PgDatabase, s3: Any, **extra: Any) -> dict[str, 
             "host": E2E_SETTINGS.reachable_host(db.server.host),
             "port": db.server.port,
             "name": db.name,
-            "user": db.server.user,
+            "user": db.user,
             "passwordSecretRef": {"name": "db", "key": "password"},
         },
         "storage": {
@@ -101,7 +101,7 @@ def test_mariadb_backup_restored_into_a_new_database_through_spec_target(
 
     source = mariadb_databases.create()
     maria.seed_sample_schema(source, bulk_rows=200)
-    target = mariadb_databases.reserve()  # does not exist yet: the restore creates it
+    target = mariadb_databases.reserve(user=source.user)  # not there yet: the restore makes it
     cluster.secret("db", {"password": source.password})
     cluster.secret(
         "s3",
@@ -115,7 +115,7 @@ def test_mariadb_backup_restored_into_a_new_database_through_spec_target(
         "host": E2E_SETTINGS.reachable_host(source.server.host),
         "port": source.server.port,
         "name": source.name,
-        "user": "lifeboat",
+        "user": source.user.name,
         "passwordSecretRef": {"name": "db", "key": "password"},
     }
     storage = {

@@ -21,9 +21,12 @@ from tests.support import postgres as pg
 from tests.support.kube.jobs import Image
 
 
-def test_failed_dump_reports_the_workers_reason_and_no_secret(
+def test_a_wrong_password_fails_with_the_workers_reason_authentication_failed(
     cluster: Cluster, lifeboat_operator: OperatorControl, pg_database: pg.PgDatabase, s3_bucket: Any
 ) -> None:
+    """The worker's own reason (from the Pod's termination message), not the Job's mechanism
+    (PodFailurePolicy), in status.reason, the Stalled condition and the Warning Event; the
+    refusal (exit 7) is not retried; and the password appears nowhere."""
     secrets_for(cluster, pg_database, s3_bucket)
     wrong = "not-the-password-" + "0xdeadbeef"
     cluster.core.patch_namespaced_secret(
@@ -33,16 +36,26 @@ def test_failed_dump_reports_the_workers_reason_and_no_secret(
 
     status = cluster.wait_phase("backups", "bad-password", "Completed", "Failed")
 
-    assert status["phase"] == "Failed"
-    assert "AuthenticationFailed" in status["message"]
-    assert status["reason"] in ("PodFailurePolicy", "BackoffLimitExceeded")
+    assert (status["phase"], status["reason"]) == ("Failed", "AuthenticationFailed"), status
+    assert "was refused" in status["message"]
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Ready"]["status"] == "False"
-    assert conditions["Stalled"]["status"] == "True"
     assert conditions["Reconciling"]["status"] == "False"
-    events = cluster.events_for("bad-password")
-    assert any(reason == status["reason"] for reason, _ in events)
-    everything = str(status) + str(events) + str(cluster.jobs())
+    stalled = conditions["Stalled"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "AuthenticationFailed")
+    assert stalled["message"] == status["message"]
+    cluster.wait_for(
+        lambda: (
+            ("AuthenticationFailed", f"Failed: {status['message']}")
+            in cluster.events_for("bad-password")
+        ),
+        message="a Warning Event AuthenticationFailed",
+    )
+    (job,) = cluster.jobs()
+    failed = {c["type"]: c["reason"] for c in job["status"]["conditions"]}
+    assert failed["Failed"] == "PodFailurePolicy"  # Kubernetes' reason stays on the Job
+    assert job["status"]["failed"] == 1  # exit 7 fails the Job at once: no retry
+    everything = str(status) + str(cluster.events_for("bad-password")) + str(cluster.jobs())
     assert wrong not in everything
     assert not s3_bucket.client.list_objects_v2(Bucket=s3_bucket.bucket).get("Contents")
 
@@ -192,8 +205,8 @@ def test_restore_that_fails_verification_reports_what_did_not_match(
     cluster.create("restores", "refused", {"backupRef": {"name": "tampered"}})
     status = cluster.wait_phase("restores", "refused", "Completed", "Failed")
 
-    assert status["phase"] == "Failed"
-    assert "VerificationFailed" in status["message"]
+    assert (status["phase"], status["reason"]) == ("Failed", "VerificationFailed")
+    assert "the manifest says 301" in status["message"]
     verification = status["verification"]
     assert verification["checksumVerified"] is True
     assert verification["rowCountsMatched"] is False

@@ -4,6 +4,7 @@ See `fixtures.py` for the pytest fixtures and TESTING.md for why this exists.
 """
 
 from .jobs import Image, JobRunner
+from .scheduling import Node
 from .server import KubeServer
 
-__all__ = ["Image", "JobRunner", "KubeServer"]
+__all__ = ["Image", "JobRunner", "KubeServer", "Node"]

@@ -8,6 +8,14 @@ output as the container log (served as `pods/log`), and writes Pod and Job statu
 Kubernetes >= 1.31 does (`SuccessCriteriaMet` then `Complete`; `FailureTarget` then
 `Failed` with `BackoffLimitExceeded`, `DeadlineExceeded` or `PodFailurePolicy`).
 
+Pods that do not start, as in a cluster: a Pod the API server refuses (a ResourceQuota) is
+a FailedCreate Warning Event on the Job and no Pod, tried again until the Job goes or its
+deadline passes; a Pod the runner's one node cannot take (`node`: labels, taints, cordon) stays
+unscheduled (`PodScheduled=False`, `Unschedulable`, FailedScheduling Events) until the node
+changes; a Pod whose claim cannot attach or mount (`fail_volume`) stays in ContainerCreating
+with FailedAttachVolume/FailedMount Events; an image that cannot be pulled (`fail_image_pull`)
+stays in ImagePullBackOff.
+
 It runs in its own thread with its own event loop and talks to the API over HTTP only.
 """
 
@@ -34,8 +42,11 @@ from typing import Any
 
 import aiohttp
 
+from . import scheduling
 from .loops import start_loop_thread, stop_loop_thread
 from .podlogs import PodLogs
+from .recorder import EventRecorder
+from .scheduling import Node
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +63,12 @@ PASSTHROUGH_ENV = (
     "PYTHONDONTWRITEBYTECODE",
 )
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+# Who posts which Warning Event in a cluster (the kubelet posts the rest: FailedMount, Failed).
+_EVENT_SOURCES = {
+    "FailedCreate": "job-controller",
+    "FailedScheduling": "default-scheduler",
+    "FailedAttachVolume": "attachdetach-controller",
+}
 
 
 def now() -> str:
@@ -81,9 +98,26 @@ class ContainerConfigError(Exception):
 
 
 class MountError(ContainerConfigError):
-    """A volume cannot be mounted: the pod stays in ContainerCreating."""
+    """A volume cannot be mounted: the pod stays in ContainerCreating, and the kubelet posts
+    FailedMount Warning Events on it."""
 
     reason = "ContainerCreating"
+    event_reason = "FailedMount"
+
+
+class AttachError(MountError):
+    """A volume cannot be attached to the node: the attach/detach controller posts
+    FailedAttachVolume Warning Events on the Pod, which stays in ContainerCreating."""
+
+    event_reason = "FailedAttachVolume"
+
+
+class PodRefused(Exception):
+    """The API server refused to create a Job's Pod (403: a quota, a policy)."""
+
+    def __init__(self, message: str, *, terminating: bool) -> None:
+        super().__init__(message)
+        self.terminating = terminating
 
 
 class _Api:
@@ -165,7 +199,9 @@ class JobRunner:
     every container's environment (e.g. `KUBECONFIG` of the test server, so a worker can
     write status back through the API as it would in-cluster); `volumes` maps
     PersistentVolumeClaim names to local directories (see `_mount_volumes`); `retry_delay`
-    is the pause between attempts (the real controller backs off 10s, 20s, ...).
+    is the pause between attempts (the real controller backs off 10s, 20s, ...); `node` is the
+    one node Pods are scheduled onto; `start_retry_interval` is how often a Pod that cannot be
+    created, scheduled or mounted is tried again.
     """
 
     def __init__(
@@ -182,6 +218,8 @@ class JobRunner:
         volumes: Mapping[str, pathlib.Path] | None = None,
         retry_delay: float = 0.0,
         config_retry_interval: float = 0.2,
+        start_retry_interval: float = 0.25,
+        node: Node | None = None,
         max_grace_seconds: float = 5.0,
         workdir: pathlib.Path | None = None,
     ) -> None:
@@ -198,6 +236,10 @@ class JobRunner:
         self._released: set[tuple[str, str]] = set()
         self.retry_delay = retry_delay
         self.config_retry_interval = config_retry_interval
+        self.start_retry_interval = start_retry_interval
+        self.node = node if node is not None else Node()
+        self._volume_faults: dict[str, MountError] = {}
+        self._recorder: EventRecorder | None = None
         self.max_grace_seconds = max_grace_seconds
         self._workdir = workdir
         self._own_workdir = workdir is None
@@ -264,6 +306,32 @@ class JobRunner:
         """Pods with this image never start: `ErrImagePull`, then `ImagePullBackOff`."""
         self.images[image] = Image(pull_error=True)
 
+    def fail_volume(
+        self, claim: str, reason: str = "FailedMount", message: str | None = None
+    ) -> None:
+        """Pods that mount this PersistentVolumeClaim stay in ContainerCreating with `reason`
+        Warning Events (FailedMount from the kubelet, FailedAttachVolume from the attach/detach
+        controller) until `fix_volume(claim)`."""
+        if reason == "FailedAttachVolume":
+            default = (
+                f'Multi-Attach error for volume "pvc-{claim}" Volume is already exclusively '
+                "attached to one node and can't be attached to another"
+            )
+            self._volume_faults[claim] = AttachError(message or default)
+        elif reason == "FailedMount":
+            default = (
+                f'MountVolume.MountDevice failed for volume "pvc-{claim}" : rpc error: code = '
+                "Internal desc = mount failed: exit status 32"
+            )
+            self._volume_faults[claim] = MountError(message or default)
+        else:
+            raise ValueError(
+                f"fail_volume: reason must be FailedMount or FailedAttachVolume: {reason}"
+            )
+
+    def fix_volume(self, claim: str) -> None:
+        self._volume_faults.pop(claim, None)
+
     def starts(self, name: str, namespace: str = "default") -> int:
         """How many processes were started for this Job (attempts that got to run)."""
         return self._starts.get((namespace, name), 0)
@@ -287,6 +355,7 @@ class JobRunner:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         session = aiohttp.ClientSession(base_url=self.server_url, headers=headers)
         self._api = _Api(session)
+        self._recorder = EventRecorder(self._api)
         self._jobs_listed, self._pods_listed = asyncio.Event(), asyncio.Event()
         self._watchers = [
             asyncio.create_task(
@@ -445,7 +514,7 @@ class JobRunner:
         try:
             async with timeout if timeout is not None else contextlib.nullcontext():
                 while True:
-                    pod = await self._create_pod(state, job)
+                    pod = await self._create_pod_until_admitted(state, job, job_path, status)
                     pod_name = pod["metadata"]["name"]
                     status.update(active=1, ready=0, terminating=0, uncountedTerminatedPods={})
                     await self._patch_job_status(job_path, status)
@@ -583,10 +652,37 @@ class JobRunner:
                 return rule["action"], message
         return None
 
+    async def _create_pod_until_admitted(
+        self, state: _JobState, job: dict[str, Any], job_path: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """As the Job controller: a refused Pod is a FailedCreate Warning Event on the Job (none
+        when the namespace is terminating) and another try later, until the Job is deleted or
+        its deadline passes. The Job has a startTime and no active Pod meanwhile."""
+        reported = False
+        while True:
+            try:
+                return await self._create_pod(state, job)
+            except PodRefused as refused:
+                if not reported:
+                    await self._patch_job_status(job_path, {**status, "active": 0})
+                    reported = True
+                if not refused.terminating:
+                    await self._warn(job, "FailedCreate", f"Error creating: {refused}")
+            await asyncio.sleep(self.start_retry_interval)
+
+    async def _warn(self, obj: Mapping[str, Any], reason: str, message: str) -> None:
+        """A Warning Event about `obj`, from the component that posts `reason` in a cluster."""
+        assert self._recorder is not None
+        component = _EVENT_SOURCES.get(reason, "kubelet")
+        await self._recorder.warn(obj, reason, message, component)
+
     async def _create_pod(self, state: _JobState, job: dict[str, Any]) -> dict[str, Any]:
         assert self._api is not None
         template = job["spec"]["template"]
         template_meta = template.get("metadata") or {}
+        pod_spec: dict[str, Any] = dict(template["spec"])
+        if scheduling.problem(pod_spec, self.node) is None:
+            pod_spec["nodeName"] = self.node.name  # scheduled at once, the common case
         body = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -609,14 +705,54 @@ class JobRunner:
                     }
                 ],
             },
-            "spec": {**template["spec"], "nodeName": "local"},
+            "spec": pod_spec,
         }
         status, pod = await self._api.request(
             "POST", f"/api/v1/namespaces/{state.namespace}/pods", body
         )
+        if status == 403:
+            causes = ((pod or {}).get("details") or {}).get("causes") or []
+            terminating = any(c.get("reason") == "NamespaceTerminating" for c in causes)
+            raise PodRefused((pod or {}).get("message", ""), terminating=terminating)
         if status != 201:
             raise RuntimeError(f"cannot create a pod for {state.namespace}/{state.name}: {pod}")
         return pod  # type: ignore[no-any-return]
+
+    async def _schedule(self, pod: dict[str, Any]) -> None:
+        """As the scheduler: while the node cannot take the Pod, `PodScheduled=False` with the
+        reason and FailedScheduling Events; then bind it (pods/binding)."""
+        assert self._api is not None
+        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        since = now()
+        reported: str | None = None
+        while (why := scheduling.problem(pod["spec"], self.node)) is not None:
+            if why != reported:
+                condition = {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": why,
+                    "lastProbeTime": None,
+                    "lastTransitionTime": since,
+                }
+                await self._patch_pod_status(
+                    namespace, name, {"phase": "Pending", "conditions": [condition]}
+                )
+                reported = why
+            await self._warn(pod, "FailedScheduling", why)
+            await asyncio.sleep(self.start_retry_interval)
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node.name},
+        }
+        status, body = await self._api.request(
+            "POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", binding
+        )
+        if status not in (200, 201):
+            raise RuntimeError(f"cannot bind pod {namespace}/{name}: {status} {body}")
+        pod["spec"]["nodeName"] = self.node.name
 
     async def _patch_pod_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         assert self._api is not None
@@ -683,6 +819,8 @@ class JobRunner:
                 ],
             }
 
+        if not pod["spec"].get("nodeName"):
+            await self._schedule(pod)
         if image.pull_error:
             await self._patch_pod_status(
                 namespace,
@@ -707,6 +845,10 @@ class JobRunner:
                 break
             except ContainerConfigError as e:
                 await self._patch_pod_status(namespace, name, waiting(e.reason, str(e)))
+                if isinstance(e, MountError):
+                    await self._warn(pod, e.event_reason, str(e))
+                else:
+                    await self._warn(pod, "Failed", f"Error: {e}")
                 await asyncio.sleep(self.config_retry_interval)
 
         env = {key: _remap(value, mounts) for key, value in env.items()}
@@ -912,6 +1054,9 @@ class JobRunner:
             raise RuntimeError("The job runner is not started.")
         if "persistentVolumeClaim" in volume:
             claim = volume["persistentVolumeClaim"]["claimName"]
+            fault = self._volume_faults.get(claim)
+            if fault is not None:
+                raise type(fault)(str(fault))
             path = self.volumes.get(claim) or self._workdir / "claims" / namespace / claim
         elif "emptyDir" in volume:
             path = self._workdir / "pods" / namespace / pod_name / volume["name"]

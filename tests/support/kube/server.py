@@ -44,7 +44,7 @@ import kmock
 import yaml
 from kmock._internal import apps, rendering
 
-from . import builtins, patches
+from . import builtins, patches, quota
 from .errors import (
     ApiError,
     FieldError,
@@ -500,6 +500,8 @@ class KubeServer(kmock.KubernetesEmulator):
             raise method_not_allowed()
         if sub == "log" and (rdef.group, rdef.plural) == ("", "pods") and method == "GET":
             return await self._stream_log(request, rdef, namespace or "", name, params)
+        if sub == "binding" and (rdef.group, rdef.plural) == ("", "pods") and method == "POST":
+            return _json_response(self._bind(rdef, namespace or "", name, self._body(request)), 201)
         raise endpoint_not_found()
 
     def _context(self, params: Mapping[str, str]) -> _Context:
@@ -969,6 +971,8 @@ class KubeServer(kmock.KubernetesEmulator):
             if ns_obj is None:
                 raise not_found("namespaces", "", namespace or "")
             if _meta(ns_obj).get("deletionTimestamp"):
+                # As the NamespaceLifecycle admission plugin: clients tell this refusal from
+                # others by its cause (client-go's HasStatusCause(err, NamespaceTerminatingCause)).
                 raise ApiError(
                     403,
                     "Forbidden",
@@ -976,7 +980,18 @@ class KubeServer(kmock.KubernetesEmulator):
                     f'"{meta.get("name") or meta.get("generateName", "")}" is forbidden: '
                     f"unable to create new content in namespace {namespace} because it "
                     "is being terminated",
-                    {"name": meta.get("name", ""), "group": rdef.group, "kind": rdef.plural},
+                    {
+                        "name": meta.get("name", ""),
+                        "group": rdef.group,
+                        "kind": rdef.plural,
+                        "causes": [
+                            {
+                                "reason": "NamespaceTerminating",
+                                "message": f"namespace {namespace} is being terminated",
+                                "field": "metadata.namespace",
+                            }
+                        ],
+                    },
                 )
         else:
             meta.pop("namespace", None)
@@ -1022,12 +1037,38 @@ class KubeServer(kmock.KubernetesEmulator):
             errors = builtins.validate_events_v1(body)
             if errors:
                 raise invalid(rdef.kind, rdef.group, name, errors)
+        if (rdef.group, rdef.plural) == ("", "pods"):
+            self._admit_quota(body)
         if ctx.dry_run:
             return body
         stored = self._store(rdef.storage, self._to_storage(rdef, body), None)
         if (rdef.group, rdef.version, rdef.plural) == CRD_RESOURCE:
             self._on_crd_written(stored)
         return self._from_storage(rdef, stored)
+
+    def _admit_quota(self, pod: dict[str, Any]) -> None:
+        """The ResourceQuota admission plugin: 403 when the Pod would exceed a quota."""
+        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        in_namespace = [
+            obj
+            for obj in self._iter_storage(self._rdef("", "v1", "resourcequotas").storage)
+            if obj["metadata"].get("namespace") == namespace
+        ]
+        if not in_namespace:
+            return
+        pods = [
+            obj
+            for obj in self._iter_storage(self._rdef("", "v1", "pods").storage)
+            if obj["metadata"].get("namespace") == namespace
+        ]
+        why = quota.refusal(pod, in_namespace, pods)
+        if why is not None:
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'pods "{name}" is forbidden: {why}',
+                {"name": name, "kind": "pods"},
+            )
 
     def _default_builtin(self, rdef: ResourceDef, body: dict[str, Any], uid: str) -> None:
         match rdef.group, rdef.plural:
@@ -1205,6 +1246,39 @@ class KubeServer(kmock.KubernetesEmulator):
         self._gc_foreground()
         return self._from_storage(rdef, result)
 
+    def _bind(
+        self, rdef: ResourceDef, namespace: str, name: str, binding: dict[str, Any]
+    ) -> dict[str, Any]:
+        """pods/binding, as the scheduler binds a Pod to a node: sets `spec.nodeName` (which no
+        update may change) and the PodScheduled condition."""
+        stored = self._load(self._key(rdef, namespace, name))
+        if stored is None:
+            raise not_found(rdef.plural, rdef.group, name)
+        node = (binding.get("target") or {}).get("name")
+        if not node:
+            raise invalid("Binding", "", name, [FieldError("Required", "target.name")])
+        current = (stored.get("spec") or {}).get("nodeName")
+        if current:
+            raise conflict(
+                rdef.plural, rdef.group, name, f'pod {name} is already assigned to node "{current}"'
+            )
+        old = copy.deepcopy(stored)
+        stored["spec"]["nodeName"] = node
+        status = stored.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        status["conditions"] = [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now()},
+            *conditions,
+        ]
+        self._store(rdef.storage, stored, old)
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "code": 201,
+        }
+
     # ------------------------------------------------------------------ deletion & GC
 
     def _delete(
@@ -1378,11 +1452,67 @@ class KubeServer(kmock.KubernetesEmulator):
         namespace = self._load((storage, None, name))
         if namespace is None or not namespace["metadata"].get("deletionTimestamp"):
             return
-        if any(ns == name and not stored.deleted for (_, ns, _), stored in self._objects.items()):
+        remaining = [
+            (res, stored.raw)
+            for (res, ns, _), stored in self._objects.items()
+            if ns == name and not stored.deleted
+        ]
+        if remaining:
+            self._report_remaining(storage, namespace, remaining)
             return
         if namespace["metadata"].get("finalizers"):
             return
         self._purge(storage, namespace)
+
+    def _report_remaining(
+        self,
+        storage: kmock.resource,
+        namespace: dict[str, Any],
+        remaining: list[tuple[kmock.resource, dict[str, Any]]],
+    ) -> None:
+        """The namespace controller's conditions while content is left: what, and which
+        finalizers hold it (`kubectl describe namespace` shows them)."""
+        kinds: collections.Counter[str] = collections.Counter()
+        finalizers: collections.Counter[str] = collections.Counter()
+        for res, obj in remaining:
+            kinds[f"{res.plural}.{res.group}" if res.group else str(res.plural)] += 1
+            finalizers.update(_meta(obj).get("finalizers") or [])
+
+        def listed(counts: collections.Counter[str]) -> str:
+            return ", ".join(f"{k} has {n} resource instances" for k, n in sorted(counts.items()))
+
+        conditions = [
+            {
+                "type": "NamespaceContentRemaining",
+                "status": "True",
+                "reason": "SomeResourcesRemain",
+                "message": f"Some resources are remaining: {listed(kinds)}",
+            }
+        ]
+        if finalizers:
+            held = ", ".join(
+                f"{f} in {n} resource instances" for f, n in sorted(finalizers.items())
+            )
+            conditions.append(
+                {
+                    "type": "NamespaceFinalizersRemaining",
+                    "status": "True",
+                    "reason": "SomeFinalizersRemain",
+                    "message": f"Some content in the namespace has finalizers remaining: {held}",
+                }
+            )
+        status = namespace.get("status") or {}
+        previous = {c["type"]: c for c in status.get("conditions") or []}
+        if [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in previous.values()
+        ] == conditions:
+            return
+        for condition in conditions:
+            old_condition = previous.get(condition["type"]) or {}
+            condition["lastTransitionTime"] = old_condition.get("lastTransitionTime") or now()
+        old = copy.deepcopy(namespace)
+        namespace["status"] = {**status, "phase": "Terminating", "conditions": conditions}
+        self._store(storage, namespace, old)
 
     # ------------------------------------------------------------------ CRDs served at runtime
 

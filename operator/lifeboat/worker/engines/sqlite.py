@@ -25,12 +25,23 @@ from pathlib import Path
 from typing import ClassVar
 
 from lifeboat.worker.database_url import DatabaseURL
-from lifeboat.worker.engines.base import DumpSummary, RestoreOptions, RestoreResult, ServerInfo
+from lifeboat.worker.engines.base import (
+    Check,
+    DumpSummary,
+    RestoreOptions,
+    RestorePlan,
+    RestoreResult,
+    ServerInfo,
+    sort_objects,
+)
 from lifeboat.worker.errors import (
     DatabaseError,
+    DatabaseNotFound,
     DiskFull,
     DumpFailed,
+    InsufficientPrivilege,
     RestoreError,
+    UsageError,
     VerificationFailed,
 )
 from lifeboat.worker.manifest import Manifest
@@ -52,6 +63,15 @@ def _user_tables(conn: sqlite3.Connection) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+def _objects(conn: sqlite3.Connection) -> list[str]:
+    """Tables, views and triggers as plan labels ('table orders', 'view revenue')."""
+    rows = conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+        "AND type IN ('table', 'view', 'trigger') ORDER BY type, name"
+    ).fetchall()
+    return [f"{kind} {name}" for kind, name in rows]
+
+
 def _count_rows(conn: sqlite3.Connection, progress: Progress | None = None) -> dict[str, int]:
     counts: dict[str, int] = {}
     for table in _user_tables(conn):
@@ -66,15 +86,16 @@ def _count_rows(conn: sqlite3.Connection, progress: Progress | None = None) -> d
 class _SnapshotDump:
     """The dump stream: the bytes of a consistent snapshot file."""
 
-    def __init__(self, path: Path, row_counts: dict[str, int]) -> None:
+    def __init__(self, path: Path, row_counts: dict[str, int], objects: list[str]) -> None:
         self._file = path.open("rb")
         self._row_counts = row_counts
+        self._objects = objects
 
     def read(self, n: int = -1, /) -> bytes:
         return self._file.read(n)
 
     def finish(self) -> DumpSummary:
-        return DumpSummary(row_counts=self._row_counts)
+        return DumpSummary(row_counts=self._row_counts, objects=self._objects)
 
     def close(self) -> None:
         self._file.close()
@@ -92,7 +113,7 @@ class SQLiteEngine:
 
     def _connect_existing(self) -> sqlite3.Connection:
         if not self.path.is_file():
-            raise DatabaseError(f"no SQLite database at {self.path}: check DATABASE_URL")
+            raise DatabaseNotFound(f"no SQLite database at {self.path}: check DATABASE_URL")
         try:
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -100,15 +121,69 @@ class SQLiteEngine:
             raise DatabaseError(f"{self.path} is not a readable SQLite database ({exc})") from None
         return conn
 
+    def preflight_backup(self) -> list[Check]:
+        """The file exists, is an SQLite database and can be read (the backup API reads it)."""
+        with contextlib.closing(self._connect_existing()) as conn:
+            tables = _user_tables(conn)
+        return [
+            Check("database", f"{self.path}: SQLite {sqlite3.sqlite_version}, {len(tables)} tables")
+        ]
+
     def inspect(self) -> ServerInfo:
         with contextlib.closing(self._connect_existing()) as conn:
             page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
             pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+            # The dump is the snapshot file itself: its size is exactly the page count's.
             return ServerInfo(
                 version=f"SQLite {sqlite3.sqlite_version}",
                 tables=_user_tables(conn),
                 estimated_bytes=page_size * pages,
             )
+
+    def plan_restore(self, manifest: Manifest, options: RestoreOptions) -> RestorePlan:
+        """The target file (or its directory, for a new file) can be written; what it holds
+        now against the backup's tables. Changes nothing."""
+        if options.no_owner or options.no_privileges:
+            raise UsageError(
+                "--no-owner and --no-privileges are PostgreSQL options; SQLite has no roles"
+            )
+        directory = self._existing_directory()
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise InsufficientPrivilege(
+                f"cannot write in {directory}, where the restore stages its file: give the Job's "
+                "user (or fsGroup) write access to that directory"
+            )
+        checks = [Check("directory", f"{directory} is writable for the staged file")]
+        plan = RestorePlan(
+            database=str(self.path),
+            server_version=f"SQLite {sqlite3.sqlite_version}",
+            database_exists=self.path.exists(),
+            checks=checks,
+        )
+        if not plan.database_exists:
+            plan.notes.append(f"{self.path} does not exist: the restore creates it")
+            return plan
+        if not os.access(self.path, os.R_OK | os.W_OK):
+            raise InsufficientPrivilege(
+                f"cannot read and write {self.path}: give the Job's user (or fsGroup) read-write "
+                "access to the file"
+            )
+        with contextlib.closing(self._connect_existing()) as conn:
+            current = _objects(conn)
+        checks.append(Check("database", f"{self.path} is a readable SQLite database"))
+        sort_objects(plan, current, manifest, keep_extra_objects=options.keep_extra_objects)
+        return plan
+
+    def _existing_directory(self) -> Path:
+        """The target's directory, or its nearest existing parent (the restore creates the rest)."""
+        directory = self.path.parent
+        while not directory.exists() and directory != directory.parent:
+            directory = directory.parent
+        if not directory.is_dir():
+            raise DatabaseError(
+                f"{directory} is not a directory, so {self.path} cannot be restored"
+            )
+        return directory
 
     @contextlib.contextmanager
     def dump(self, progress: Progress) -> Iterator[_SnapshotDump]:
@@ -125,7 +200,8 @@ class SQLiteEngine:
                 except sqlite3.OperationalError as exc:
                     raise DumpFailed(f"sqlite backup API failed: {exc}") from None
                 counts = _count_rows(snapshot, progress)
-            stream = _SnapshotDump(snapshot_path, counts)
+                objects = _objects(snapshot)
+            stream = _SnapshotDump(snapshot_path, counts, objects)
             try:
                 yield stream
             finally:

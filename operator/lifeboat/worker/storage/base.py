@@ -13,6 +13,9 @@ from typing import Protocol
 
 from lifeboat.worker.streams import Readable
 
+WRITE_PROBE = ".lifeboat-write-check"
+"""The key `check_writable` writes and removes; never part of a backup."""
+
 
 class ObjectWriter(Protocol):
     def write(self, data: bytes, /) -> int: ...
@@ -24,7 +27,14 @@ class Storage(Protocol):
         ...
 
     def check(self) -> None:
-        """Fail early with BucketNotFound/AccessDenied/StorageUnreachable."""
+        """Fail early with BucketNotFound/AccessDenied/StorageUnreachable (reads only)."""
+        ...
+
+    def check_writable(self) -> None:
+        """Prove that writes are accepted here before a backup starts: write the small probe
+        object `WRITE_PROBE` and remove it again (a bucket that refuses deletes, such as one
+        under object lock, keeps the probe: it is not a backup). AccessDenied/DiskFull/... on
+        failure."""
         ...
 
     def open_writer(

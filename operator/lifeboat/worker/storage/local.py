@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lifeboat.worker.errors import AccessDenied, BackupNotFound, DiskFull, StorageError
-from lifeboat.worker.storage.base import ObjectWriter
+from lifeboat.worker.storage.base import WRITE_PROBE, ObjectWriter
 from lifeboat.worker.streams import Readable
 
 FILE_MODE = 0o640
@@ -62,6 +62,14 @@ class LocalStorage:
                 f"permission denied on {existing} for {self.directory}; check the volume's owner "
                 "and mode against the Pod's user and fsGroup"
             )
+
+    def check_writable(self) -> None:
+        """Create the directory if needed, then write, fsync and remove a probe file in it."""
+        self.check()
+        with self._writing(WRITE_PROBE) as writer:
+            writer.write(b"")
+        with suppress(FileNotFoundError):
+            self._path(WRITE_PROBE).unlink()
 
     def open_writer(
         self, key: str, size_hint: int | None = None

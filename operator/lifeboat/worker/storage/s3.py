@@ -67,7 +67,7 @@ from lifeboat.worker.errors import (
     StorageUnreachable,
     UsageError,
 )
-from lifeboat.worker.storage.base import ObjectWriter
+from lifeboat.worker.storage.base import WRITE_PROBE, ObjectWriter
 from lifeboat.worker.streams import CHUNK_SIZE, Readable
 
 if TYPE_CHECKING:
@@ -270,6 +270,12 @@ class S3Storage:
     def check(self) -> None:
         """HeadBucket: proves endpoint, credentials and bucket before any work starts."""
         self._call("HeadBucket", None, lambda: self._client.head_bucket(Bucket=self.bucket))
+
+    def check_writable(self) -> None:
+        """PutObject of an empty probe (proves s3:PutObject here), then delete it."""
+        self._put_object(WRITE_PROBE, b"")
+        with suppress(AccessDenied):  # a write-once bucket may refuse the delete: harmless
+            self.delete([WRITE_PROBE])
 
     def open_writer(
         self, key: str, size_hint: int | None = None

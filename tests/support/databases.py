@@ -1,0 +1,111 @@
+"""Any engine's real database, seen the same way: for tests that run once per engine.
+
+`make_database(request, engine, tmp_path)` gives a seeded PostgreSQL, MariaDB (as `mariadb` or
+`mysql`) or SQLite database, each reached as the role the tests use (a non-superuser owner, a
+single-database user), with its URL, the environment holding its password, a fingerprint of
+everything a restore could change, and a way to run a statement. `lifeboat(...)` runs the
+command as a Job would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lifeboat.cli.demo import create_shop
+from lifeboat.cli.demo import fingerprint as sqlite_fingerprint
+from tests.support import mariadb as maria
+from tests.support import postgres as pg
+
+
+@dataclass
+class Database:
+    """One real database, seen the same way whatever the engine."""
+
+    url: str
+    env: dict[str, str]
+    fingerprint: Callable[[], Any]
+    execute: Callable[[str], None]
+    orders_table: str
+
+
+def lifeboat(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lifeboat", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+def _postgres(request: pytest.FixtureRequest, seed: bool) -> Database:
+    db: pg.PgDatabase = request.getfixturevalue("pg_database_factory")()
+    if seed:
+        pg.seed_sample_schema(db, large_object=False)
+    return Database(
+        url=db.url,
+        env={"LIFEBOAT_DB_PASSWORD": db.password},
+        fingerprint=db.fingerprint,
+        execute=db.execute,
+        orders_table="shop.orders",
+    )
+
+
+def _mariadb(request: pytest.FixtureRequest, scheme: str, seed: bool) -> Database:
+    db: maria.MariaDBDatabase = request.getfixturevalue("mariadb_databases").create()
+    if seed:
+        maria.seed_sample_schema(db, bulk_rows=500)
+    return Database(
+        url=db.url_for(scheme),
+        env=db.env,
+        fingerprint=lambda: maria.fingerprint(db),
+        execute=lambda statement: db.execute(statement),
+        orders_table="orders",
+    )
+
+
+def _sqlite(tmp_path: Path, seed: bool) -> Database:
+    path = tmp_path / "db" / "shop.db"
+    path.parent.mkdir(exist_ok=True)
+    if seed:
+        create_shop(path, orders=500)
+
+    def execute(statement: str) -> None:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.executescript(statement)
+
+    return Database(
+        url=f"sqlite:///{path}",
+        env={},
+        fingerprint=lambda: sqlite_fingerprint(path),
+        execute=execute,
+        orders_table="orders",
+    )
+
+
+def make_database(
+    request: pytest.FixtureRequest, engine: str, tmp_path: Path, seed: bool = True
+) -> Database:
+    if engine == "postgresql":
+        return _postgres(request, seed)
+    if engine in ("mariadb", "mysql"):
+        return _mariadb(request, engine, seed)
+    return _sqlite(tmp_path, seed)
+
+
+def damage(db: Database) -> None:
+    db.execute(f"DELETE FROM {db.orders_table} WHERE id % 2 = 0")
+    db.execute("CREATE TABLE late_table (id INT)")
