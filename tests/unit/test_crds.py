@@ -33,7 +33,9 @@ from lifeboat.api.crd import (
 from lifeboat.api.database import DATABASE_RULES
 from lifeboat.api.job import TOLERATION_RULES
 from lifeboat.api.restore import RESTORE_SPEC_RULES
+from lifeboat.api.schedule import SCHEDULE_PLURAL
 from lifeboat.api.storage import STORAGE_RULES
+from lifeboat.api.store import STORE_PLURAL
 from tests.support.kube.cel import Program
 
 try:  # optional: a full CEL implementation to cross-check the test server's evaluator
@@ -236,10 +238,14 @@ def test_rendering_is_deterministic_and_parses_back() -> None:
 
 def test_write_crds_writes_every_file(tmp_path: Path) -> None:
     written = write_crds(tmp_path / "out")
-    assert sorted(p.name for p in written) == [
-        f"{BACKUP_CRD_NAME}.yaml",
-        f"{RESTORE_CRD_NAME}.yaml",
-    ]
+    assert sorted(p.name for p in written) == sorted(
+        [
+            f"{BACKUP_CRD_NAME}.yaml",
+            f"{RESTORE_CRD_NAME}.yaml",
+            f"{SCHEDULE_PLURAL}.{GROUP}.yaml",
+            f"{STORE_PLURAL}.{GROUP}.yaml",
+        ]
+    )
     for path in written:
         assert path.read_text(encoding="utf-8") == render_crds()[path.name]
 
@@ -249,7 +255,12 @@ def test_write_crds_writes_every_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("plural", "kind", "short_name"),
-    [(BACKUP_PLURAL, "Backup", "lbb"), (RESTORE_PLURAL, "Restore", "lbr")],
+    [
+        (BACKUP_PLURAL, "Backup", "lbb"),
+        (RESTORE_PLURAL, "Restore", "lbr"),
+        (SCHEDULE_PLURAL, "BackupSchedule", "lbs"),
+        (STORE_PLURAL, "BackupStore", "lbst"),
+    ],
 )
 def test_names_scope_and_version(plural: str, kind: str, short_name: str) -> None:
     crd = crds()[f"{plural}.{GROUP}.yaml"]
@@ -271,7 +282,7 @@ def test_names_scope_and_version(plural: str, kind: str, short_name: str) -> Non
     assert version["schema"]["openAPIV3Schema"]["required"] == ["spec"]
 
 
-@pytest.mark.parametrize("plural", [BACKUP_PLURAL, RESTORE_PLURAL])
+@pytest.mark.parametrize("plural", [BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL, STORE_PLURAL])
 def test_every_property_at_every_depth_has_a_description(plural: str) -> None:
     undocumented = [
         f"{path}.{name}"
@@ -282,7 +293,7 @@ def test_every_property_at_every_depth_has_a_description(plural: str) -> None:
     assert undocumented == []
 
 
-@pytest.mark.parametrize("plural", [BACKUP_PLURAL, RESTORE_PLURAL])
+@pytest.mark.parametrize("plural", [BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL, STORE_PLURAL])
 def test_schema_is_structural(plural: str) -> None:
     for path, node in walk(open_api_schema(plural)):
         assert "$ref" not in node, path

@@ -32,6 +32,7 @@ from lifeboat.api.status import (
 )
 from lifeboat.api.storage import (
     Compression,
+    StorageBackend,
     StorageSpec,
 )
 from lifeboat.contract import format_bytes
@@ -147,6 +148,12 @@ class BackupStatus(OperationStatus):
 
     artifact: BackupArtifact | None = None
     """The stored backup: set when the backup is Completed."""
+
+    storage: StorageBackend | None = None
+    """The storage this backup was written to, recorded by the controller when it starts the
+    Job: spec.storage, with a storeRef resolved to the BackupStore's settings as they were
+    then. Restores and the storage cleanup read the backup from here, so editing a store later
+    never loses track of the backups already in it. Names Secrets, never holds them."""
 
 
 class Backup(ApiModel):

@@ -44,10 +44,14 @@ RESTORE_IMMUTABLE_RULE: Final = CelRule(
     ),
 )
 RESTORE_SOURCE_RULE: Final = CelRule(
-    rule="has(self.backupRef) != has(self.source)",
+    rule=(
+        "(has(self.backupRef) ? 1 : 0) + (has(self.scheduleRef) ? 1 : 0)"
+        " + (has(self.source) ? 1 : 0) == 1"
+    ),
     message=(
-        "set exactly one of backupRef (a Backup in this namespace) or source (a backup in "
-        "storage, for a cluster without the Backup object)"
+        "set exactly one of backupRef (a Backup in this namespace), scheduleRef (the newest "
+        "Completed Backup of a BackupSchedule) or source (a backup in storage, for a cluster "
+        "without the Backup object)"
     ),
 )
 RESTORE_TARGET_RULE: Final = CelRule(
@@ -77,6 +81,14 @@ class BackupRef(SpecModel):
     """Name of the Backup to restore. It must be Completed."""
 
 
+class ScheduleRef(SpecModel):
+    """A BackupSchedule in the same namespace as the Restore."""
+
+    name: ObjectName
+    """Name of the BackupSchedule. The Restore restores its newest Completed Backup, chosen
+    once when the Restore starts (status.resolvedBackup) and never chosen again."""
+
+
 class RestoreSource(SpecModel):
     """A backup found directly in storage, without a Backup object."""
 
@@ -96,7 +108,13 @@ class RestoreSpec(SpecModel):
     model_config = ConfigDict(json_schema_extra=cel(*RESTORE_SPEC_RULES))
 
     backup_ref: BackupRef | None = None
-    """The Backup to restore, in this namespace. Set this or source."""
+    """The Backup to restore, in this namespace. Set exactly one of backupRef, scheduleRef or
+    source."""
+
+    schedule_ref: ScheduleRef | None = None
+    """Restore the newest Completed Backup of this BackupSchedule: a disaster-recovery manifest
+    in Git that means "the latest good backup" when it is applied. Resolved once, when the
+    Restore starts (status.resolvedBackup); it never moves to a newer Backup afterwards."""
 
     source: RestoreSource | None = None
     """A backup straight from storage, when no Backup object exists (for example restoring
@@ -138,7 +156,8 @@ class RestoreSpec(SpecModel):
 
     @model_validator(mode="after")
     def _source_and_target(self) -> Self:
-        if (self.backup_ref is None) == (self.source is None):
+        sources = (self.backup_ref, self.schedule_ref, self.source)
+        if sum(source is not None for source in sources) != 1:
             raise invalid("restore_source", RESTORE_SOURCE_RULE.message)
         if self.source is not None and self.target is None:
             raise invalid("restore_target", RESTORE_TARGET_RULE.message)
@@ -249,6 +268,10 @@ class RestorePlanStatus(StatusModel):
 
 class RestoreStatus(OperationStatus):
     """Observed state of a Restore, written by the operator and its Job."""
+
+    resolved_backup: Annotated[str, Field(max_length=253)] | None = None
+    """The Backup being restored: spec.backupRef's, or the one spec.scheduleRef resolved to
+    (the schedule's newest Completed Backup when the Restore started). Never changes once set."""
 
     engine: Engine | None = None
     """Engine of the database being restored into, recorded by the controller when it starts

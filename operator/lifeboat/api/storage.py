@@ -111,7 +111,7 @@ class VolumeStorage(SpecModel):
     Default: the claim's root."""
 
 
-STORAGE_RULES: Final = (
+STORE_RULES: Final = (
     CelRule(
         rule="has(self.s3) != has(self.volume)",
         message=(
@@ -119,12 +119,32 @@ STORAGE_RULES: Final = (
         ),
     ),
 )
+STORAGE_RULES: Final = (
+    CelRule(
+        rule=(
+            "(has(self.s3) ? 1 : 0) + (has(self.volume) ? 1 : 0) + (has(self.storeRef) ? 1 : 0)"
+            " == 1"
+        ),
+        message=(
+            "set exactly one storage backend: s3 (a bucket), volume (a PersistentVolumeClaim) "
+            "or storeRef (a BackupStore in this namespace)"
+        ),
+    ),
+)
 
 
-class StorageSpec(SpecModel):
-    """Where the backup is written to or read from. Exactly one of s3 or volume."""
+class StoreRef(SpecModel):
+    """A BackupStore in the same namespace."""
 
-    model_config = ConfigDict(json_schema_extra=cel(*STORAGE_RULES))
+    name: ObjectName
+    """Name of the BackupStore."""
+
+
+class StorageBackend(SpecModel):
+    """One storage backend: an S3-compatible bucket or a PersistentVolumeClaim. A BackupStore's
+    spec, and what a storeRef resolves to."""
+
+    model_config = ConfigDict(json_schema_extra=cel(*STORE_RULES))
 
     s3: S3Storage | None = None
     """An S3-compatible bucket."""
@@ -135,5 +155,36 @@ class StorageSpec(SpecModel):
     @model_validator(mode="after")
     def _exactly_one_backend(self) -> Self:
         if (self.s3 is None) == (self.volume is None):
+            raise invalid("storage_backend", STORE_RULES[0].message)
+        return self
+
+
+class StorageSpec(SpecModel):
+    """Where the backup is written to or read from: exactly one of s3, volume, or storeRef (a
+    BackupStore that holds the settings, defined once for many Backups)."""
+
+    model_config = ConfigDict(json_schema_extra=cel(*STORAGE_RULES))
+
+    s3: S3Storage | None = None
+    """An S3-compatible bucket."""
+
+    volume: VolumeStorage | None = None
+    """A PersistentVolumeClaim mounted by the Job."""
+
+    store_ref: StoreRef | None = None
+    """A BackupStore in this namespace holding the bucket or volume settings and the
+    credentials reference: define storage once, name it from every Backup, schedule and
+    Restore."""
+
+    @model_validator(mode="after")
+    def _exactly_one_backend(self) -> Self:
+        backends = [self.s3, self.volume, self.store_ref]
+        if sum(backend is not None for backend in backends) != 1:
             raise invalid("storage_backend", STORAGE_RULES[0].message)
         return self
+
+    def backend(self) -> StorageBackend | None:
+        """The inline backend; None when the storage is a storeRef (resolve the store)."""
+        if self.store_ref is not None:
+            return None
+        return StorageBackend(s3=self.s3, volume=self.volume)
