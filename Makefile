@@ -32,8 +32,8 @@ system-deps:
 	fi
 
 lint: setup
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check operator tests benchmarks integrations
+	$(BIN)/ruff format --check operator tests benchmarks integrations
 	$(BIN)/lint-imports
 
 typecheck: setup
