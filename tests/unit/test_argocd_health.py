@@ -183,4 +183,3 @@ def test_the_committed_argocd_patch_embeds_the_scripts() -> None:
             data[f"resource.customizations.health.{kind}"]
             == (ARGOCD / "health" / script).read_text()
         )
-

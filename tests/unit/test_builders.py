@@ -7,14 +7,19 @@ from typing import Any
 
 import pytest
 
-from lifeboat.api import Backup, Restore
+from lifeboat.api import Backup, BackupStore, Restore, StorageBackend
 from lifeboat.builders.jobs import (
+    STORE_CHECK_DEADLINE_SECONDS,
+    STORE_CHECK_TTL_SECONDS,
     JobDefaults,
     build_backup_job,
     build_cleanup_job,
     build_restore_job,
+    build_store_check_job,
     database_url,
     storage_url,
+    store_check_job_name,
+    store_uri,
 )
 from lifeboat.builders.naming import child_name
 
@@ -52,13 +57,28 @@ def backup(**spec_changes: Any) -> Backup:
     return Backup.model_validate(body)
 
 
+def inline(source: Backup) -> StorageBackend:
+    """The Backup's inline spec.storage, as the controller resolves it."""
+    backend = source.spec.storage.backend()
+    assert backend is not None
+    return backend
+
+
+def backup_job(source: Backup, defaults: JobDefaults) -> dict[str, Any]:
+    return build_backup_job(source, inline(source), defaults)
+
+
+def cleanup_job(source: Backup, defaults: JobDefaults) -> dict[str, Any]:
+    return build_cleanup_job(source, inline(source), defaults)
+
+
 def env_of(job: dict[str, Any]) -> dict[str, Any]:
     container = job["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
 
 def test_backup_job_runs_the_console_script_with_positional_urls() -> None:
-    job = build_backup_job(backup(), JobDefaults(image="example/lifeboat:1"))
+    job = backup_job(backup(), JobDefaults(image="example/lifeboat:1"))
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert job["metadata"]["name"] == child_name("shop-db", BACKUP["metadata"]["uid"], "backup")
     assert container["command"] == ["lifeboat"]
@@ -72,7 +92,7 @@ def test_backup_job_runs_the_console_script_with_positional_urls() -> None:
 
 
 def test_credentials_are_secret_refs_never_values() -> None:
-    job = build_backup_job(backup(), JobDefaults())
+    job = backup_job(backup(), JobDefaults())
     env = env_of(job)
     assert env["LIFEBOAT_DB_PASSWORD"] == {"secretKeyRef": {"name": "shop-db", "key": "password"}}
     assert env["AWS_ACCESS_KEY_ID"] == {
@@ -84,7 +104,7 @@ def test_credentials_are_secret_refs_never_values() -> None:
 
 
 def test_job_is_owned_labelled_and_locked_down() -> None:
-    job = build_backup_job(backup(), JobDefaults())
+    job = backup_job(backup(), JobDefaults())
     meta = job["metadata"]
     assert meta["ownerReferences"] == [
         {
@@ -107,7 +127,7 @@ def test_job_is_owned_labelled_and_locked_down() -> None:
 
 
 def test_the_same_backup_builds_the_same_job() -> None:
-    assert build_backup_job(backup(), JobDefaults()) == build_backup_job(backup(), JobDefaults())
+    assert backup_job(backup(), JobDefaults()) == backup_job(backup(), JobDefaults())
 
 
 def test_names_are_dns_labels_and_depend_on_the_uid() -> None:
@@ -118,7 +138,7 @@ def test_names_are_dns_labels_and_depend_on_the_uid() -> None:
 
 
 def test_job_tuning_is_passed_through() -> None:
-    job = build_backup_job(
+    job = backup_job(
         backup(
             job={
                 "resources": {"limits": {"memory": "256Mi"}},
@@ -145,14 +165,14 @@ def test_every_job_has_a_deadline_the_operators_default_unless_spec_job_sets_one
     (6 hours unless --job-active-deadline-seconds says otherwise); spec.job's own wins."""
     defaults = JobDefaults()
     assert defaults.active_deadline_seconds == 6 * 3600
-    assert build_backup_job(backup(), defaults)["spec"]["activeDeadlineSeconds"] == 21600
-    assert build_cleanup_job(backup(), defaults)["spec"]["activeDeadlineSeconds"] == 21600
+    assert backup_job(backup(), defaults)["spec"]["activeDeadlineSeconds"] == 21600
+    assert cleanup_job(backup(), defaults)["spec"]["activeDeadlineSeconds"] == 21600
     shorter = JobDefaults(active_deadline_seconds=900)
-    assert build_backup_job(backup(), shorter)["spec"]["activeDeadlineSeconds"] == 900
+    assert backup_job(backup(), shorter)["spec"]["activeDeadlineSeconds"] == 900
     own = backup(job={"activeDeadlineSeconds": 86400})
-    assert build_backup_job(own, shorter)["spec"]["activeDeadlineSeconds"] == 86400
+    assert backup_job(own, shorter)["spec"]["activeDeadlineSeconds"] == 86400
     unbounded = JobDefaults(active_deadline_seconds=None)
-    assert "activeDeadlineSeconds" not in build_backup_job(backup(), unbounded)["spec"]
+    assert "activeDeadlineSeconds" not in backup_job(backup(), unbounded)["spec"]
 
 
 def test_sqlite_database_and_volume_storage_mount_their_claims() -> None:
@@ -160,7 +180,7 @@ def test_sqlite_database_and_volume_storage_mount_their_claims() -> None:
         database={"engine": "sqlite", "persistentVolumeClaim": "app-data", "path": "db/app.db"},
         storage={"volume": {"persistentVolumeClaim": "backup-vol", "path": "nightly"}},
     )
-    job = build_backup_job(spec_backup, JobDefaults())
+    job = backup_job(spec_backup, JobDefaults())
     pod = job["spec"]["template"]["spec"]
     args = pod["containers"][0]["args"]
     assert args[1] == "sqlite:////var/lib/lifeboat/database/db/app.db"
@@ -172,7 +192,7 @@ def test_sqlite_database_and_volume_storage_mount_their_claims() -> None:
 
 
 def test_cleanup_job_deletes_the_backup_location_and_has_no_owner() -> None:
-    job = build_cleanup_job(backup(), JobDefaults())
+    job = cleanup_job(backup(), JobDefaults())
     assert "ownerReferences" not in job["metadata"]
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [
         "delete",
@@ -196,7 +216,7 @@ def test_restore_job_carries_options_and_the_target() -> None:
     source = backup()
     job = build_restore_job(
         restore,
-        storage=source.spec.storage,
+        storage=inline(source),
         source_url="s3://backups/shop/shop/shop-db-0f1e2d3c/",
         target=source.spec.database,
         defaults=JobDefaults(),
@@ -230,7 +250,7 @@ def test_dry_run_and_owner_options_reach_the_worker() -> None:
     source = backup()
     job = build_restore_job(
         restore,
-        storage=source.spec.storage,
+        storage=inline(source),
         source_url="s3://backups/shop/shop/shop-db-0f1e2d3c/",
         target=source.spec.database,
         defaults=JobDefaults(),
@@ -257,5 +277,150 @@ def test_database_urls_are_quoted_and_password_free(database: dict[str, Any], ur
 
 
 def test_storage_url_without_prefix_uses_the_bucket_root() -> None:
-    spec = backup(storage={"s3": {"bucket": "bkt"}}).spec.storage
+    spec = inline(backup(storage={"s3": {"bucket": "bkt"}}))
     assert storage_url(spec, "ns/x-1/") == "s3://bkt/ns/x-1/"
+
+
+# -- storage resolved by the controller (storeRef) and BackupStore checks ----------------------
+
+STORE: dict[str, Any] = {
+    "apiVersion": "lifeboat.dev/v1alpha1",
+    "kind": "BackupStore",
+    "metadata": {"name": "backups", "namespace": "shop", "uid": "5a5a5a5a-1111-2222-3333-4444"},
+    "spec": {
+        "s3": {
+            "bucket": "team-backups",
+            "prefix": "nightly",
+            "endpoint": "http://minio.storage.svc:9000",
+            "region": "eu-west-1",
+            "credentialsSecretRef": {"name": "store-credentials", "accessKeyIdKey": "id"},
+            "forcePathStyle": True,
+        }
+    },
+}
+
+
+def store(**spec: Any) -> BackupStore:
+    body = copy.deepcopy(STORE)
+    if spec:
+        body["spec"] = spec
+    return BackupStore.model_validate(body)
+
+
+def store_backend(source: BackupStore) -> StorageBackend:
+    return StorageBackend(s3=source.spec.s3, volume=source.spec.volume)
+
+
+def test_a_backup_by_store_ref_is_built_from_the_resolved_store_not_its_spec() -> None:
+    by_ref = backup(storage={"storeRef": {"name": "backups"}})
+    assert by_ref.spec.storage.backend() is None  # the builders cannot resolve it themselves
+    job = build_backup_job(by_ref, store_backend(store()), JobDefaults())
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][2] == "s3://team-backups/nightly/shop/shop-db-0f1e2d3c/"
+    env = env_of(job)
+    assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "store-credentials", "key": "id"}}
+    assert env["AWS_SECRET_ACCESS_KEY"] == {
+        "secretKeyRef": {"name": "store-credentials", "key": "AWS_SECRET_ACCESS_KEY"}
+    }
+    assert env["AWS_ENDPOINT_URL"] == "http://minio.storage.svc:9000"
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert env["LIFEBOAT_S3_ADDRESSING_STYLE"] == "path"
+
+
+def test_cleanup_and_restore_use_the_storage_they_are_given() -> None:
+    """The controller passes where the backup was written (status.storage): a store edited
+    since must not send the cleanup or the restore elsewhere."""
+    by_ref = backup(storage={"storeRef": {"name": "backups"}})
+    recorded = store_backend(store())
+    cleanup = build_cleanup_job(by_ref, recorded, JobDefaults())
+    assert cleanup["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "delete",
+        "s3://team-backups/nightly/shop/shop-db-0f1e2d3c/",
+    ]
+    assert env_of(cleanup)["AWS_ACCESS_KEY_ID"]["secretKeyRef"]["name"] == "store-credentials"
+
+
+def test_a_volume_backend_mounts_its_claim_for_a_backup_by_store_ref() -> None:
+    volume = store(volume={"persistentVolumeClaim": "backup-vol", "path": "/team/"})
+    job = build_backup_job(
+        backup(storage={"storeRef": {"name": "backups"}}), store_backend(volume), JobDefaults()
+    )
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"][2] == (
+        "file:///var/lib/lifeboat/backups/team/shop/shop-db-0f1e2d3c/"
+    )
+    assert {"name": "backups", "persistentVolumeClaim": {"claimName": "backup-vol"}} in pod[
+        "volumes"
+    ]
+
+
+def test_store_check_job_runs_lifeboat_check_with_the_stores_credentials_as_refs() -> None:
+    source = store()
+    name = store_check_job_name(source, "1/never")
+    job = build_store_check_job(source, name, JobDefaults(image="example/lifeboat:1"))
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert job["metadata"]["name"] == name
+    assert container["command"] == ["lifeboat"]
+    assert container["args"] == ["check", "s3://team-backups/nightly/"]
+    assert container["image"] == "example/lifeboat:1"
+    assert pod["serviceAccountName"] == "lifeboat-worker"
+    env = env_of(job)
+    assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "store-credentials", "key": "id"}}
+    assert env["AWS_SECRET_ACCESS_KEY"]["secretKeyRef"]["name"] == "store-credentials"
+    assert [e["name"] for e in container["env"] if "KEY" in e["name"] and "value" in e] == []
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] == STORE_CHECK_DEADLINE_SECONDS
+    assert job["spec"]["ttlSecondsAfterFinished"] == STORE_CHECK_TTL_SECONDS
+    assert job["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "lifeboat.dev/v1alpha1",
+            "kind": "BackupStore",
+            "name": "backups",
+            "uid": STORE["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    labels = job["metadata"]["labels"]
+    assert labels["lifeboat.dev/owner-kind"] == "backupstore"
+    assert labels["lifeboat.dev/owner-name"] == "backups"
+    assert labels["app.kubernetes.io/component"] == "check"
+
+
+def test_store_check_job_names_are_one_per_store_and_check() -> None:
+    source = store()
+    first = store_check_job_name(source, "1/never")
+    assert first == store_check_job_name(store(), "1/never")  # a restart adopts it
+    assert first.startswith("backups-check-")
+    assert first != store_check_job_name(source, "1/2026-01-01T00:00:00Z")
+    assert first != store_check_job_name(source, "2/never")
+    recreated = BackupStore.model_validate({**STORE, "metadata": {**STORE["metadata"], "uid": "x"}})
+    assert first != store_check_job_name(recreated, "1/never")
+    long = BackupStore.model_validate(
+        {**STORE, "metadata": {**STORE["metadata"], "name": "s" * 90}}
+    )
+    assert len(store_check_job_name(long, "1/never")) <= 63
+
+
+def test_volume_store_check_mounts_the_claim_at_the_stores_path() -> None:
+    volume = store(volume={"persistentVolumeClaim": "backup-vol", "path": "team"})
+    job = build_store_check_job(volume, "backups-check-x", JobDefaults())
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == ["check", "file:///var/lib/lifeboat/backups/team/"]
+    assert {"name": "backups", "persistentVolumeClaim": {"claimName": "backup-vol"}} in pod[
+        "volumes"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "uri"),
+    [
+        ({"s3": {"bucket": "bkt", "prefix": "shop"}}, "s3://bkt/shop/"),
+        ({"s3": {"bucket": "bkt"}}, "s3://bkt/"),
+        ({"volume": {"persistentVolumeClaim": "vol", "path": "/a/b/"}}, "pvc://vol/a/b/"),
+        ({"volume": {"persistentVolumeClaim": "vol"}}, "pvc://vol/"),
+    ],
+)
+def test_store_uri_says_where_backups_go_without_secrets(spec: dict[str, Any], uri: str) -> None:
+    assert store_uri(store_backend(store(**spec))) == uri

@@ -24,7 +24,7 @@ import kopf
 import pytest
 import yaml
 
-from lifeboat.api import BACKUP_PLURAL, GROUP, RESTORE_PLURAL
+from lifeboat.api import BACKUP_PLURAL, GROUP, RESTORE_PLURAL, SCHEDULE_PLURAL, STORE_PLURAL
 from lifeboat.builders.jobs import JobDefaults
 from lifeboat.builders.naming import owner_reference
 from lifeboat.cli import operator as operator_cli
@@ -41,19 +41,33 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
 CUSTOM = (BACKUP_PLURAL, RESTORE_PLURAL)
+"""The kinds the worker reports on (its Backup's or Restore's status)."""
+OPERATOR_CUSTOM = (*CUSTOM, STORE_PLURAL, SCHEDULE_PLURAL)
+"""The kinds the operator reads, lists and writes the status of, and owns Jobs by."""
 
-# What each Kubernetes client method called in lifeboat/kube/objects.py needs. The custom-object
-# calls take the plural as an argument, and the code reads and patches both kinds.
-CLIENT_METHODS: dict[str, list[Permission]] = {
-    "create_namespaced_job": [("batch", "jobs", "create")],
-    "read_namespaced_job": [("batch", "jobs", "get")],
-    "delete_namespaced_job": [("batch", "jobs", "delete")],
-    "list_namespaced_pod": [("", "pods", "list")],
-    "list_namespaced_event": [("", "events", "list")],
-    "get_namespaced_custom_object": [(GROUP, plural, "get") for plural in CUSTOM],
-    "list_namespaced_custom_object": [(GROUP, plural, "list") for plural in CUSTOM],
-    "patch_namespaced_custom_object_status": [(GROUP, f"{p}/status", "patch") for p in CUSTOM],
-}
+
+def client_methods(plurals: tuple[str, ...]) -> dict[str, list[Permission]]:
+    """What each Kubernetes client method called in lifeboat/kube/objects.py needs. The
+    custom-object calls take the plural as an argument: `plurals` are the kinds a layer uses."""
+    return {
+        "create_namespaced_job": [("batch", "jobs", "create")],
+        "read_namespaced_job": [("batch", "jobs", "get")],
+        "delete_namespaced_job": [("batch", "jobs", "delete")],
+        "list_namespaced_pod": [("", "pods", "list")],
+        "list_namespaced_event": [("", "events", "list")],
+        "get_namespaced_custom_object": [(GROUP, plural, "get") for plural in plurals],
+        "list_namespaced_custom_object": [(GROUP, plural, "list") for plural in plurals],
+        "patch_namespaced_custom_object_status": [
+            (GROUP, f"{plural}/status", "patch") for plural in plurals
+        ],
+        # Only Backups are created, deleted and patched outside status: a schedule's slots,
+        # its retention, and its release of them (ownerReferences) when it is deleted.
+        "create_namespaced_custom_object": [(GROUP, BACKUP_PLURAL, "create")],
+        "delete_namespaced_custom_object": [(GROUP, BACKUP_PLURAL, "delete")],
+        "patch_namespaced_custom_object": [(GROUP, BACKUP_PLURAL, "patch")],
+    }
+
+
 # What kopf itself does, whatever the handlers are: resource scanning (it watches the CRDs), the
 # namespace observer (it lists namespaces when watching named ones), and Events (kopf.event).
 KOPF_FRAMEWORK: list[Permission] = [
@@ -67,8 +81,12 @@ CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces"}
 # Granted though unused today (the "spare" grants of files/rbac/: Lifeboat and kopf 1.45 patch
 # and never update, and kopf only creates core Events). Anything else unused fails the test.
 OPERATOR_SPARES: set[Permission] = {
-    *((GROUP, plural, "update") for plural in CUSTOM),
-    *((GROUP, f"{plural}/status", verb) for plural in CUSTOM for verb in ("get", "update")),
+    *((GROUP, plural, "update") for plural in OPERATOR_CUSTOM),
+    *(
+        (GROUP, f"{plural}/status", verb)
+        for plural in OPERATOR_CUSTOM
+        for verb in ("get", "update")
+    ),
     ("batch", "jobs", "patch"),
     ("", "pods", "get"),
     ("", "pods", "watch"),
@@ -137,6 +155,13 @@ def test_time_limits_are_a_flag_and_a_value_with_one_default(values: dict[str, A
     )
     assert limits["volumeMountSeconds"] == args.volume_mount_seconds == config.volume_mount_seconds
     assert limits["backupWaitSeconds"] == args.backup_wait_seconds == config.backup_wait_seconds
+    assert limits["storeWaitSeconds"] == args.store_wait_seconds == config.store_wait_seconds
+    assert limits["storeCheckSeconds"] == args.store_check_seconds == config.store_check_seconds
+    assert (
+        limits["scheduleCheckSeconds"]
+        == args.schedule_check_seconds
+        == config.schedule_check_seconds
+    )
     deadline = values["worker"]["activeDeadlineSeconds"]
     assert deadline == args.job_active_deadline_seconds == JobDefaults().active_deadline_seconds
 
@@ -251,10 +276,11 @@ def kube_calls_of(layer: str) -> set[str]:
     return set().union(*(calls[name] for name in imported if name in calls))
 
 
-def permissions_of(methods: set[str]) -> set[Permission]:
-    unknown = sorted(methods - CLIENT_METHODS.keys())
-    assert unknown == [], f"add {unknown} to CLIENT_METHODS here and to files/rbac/"
-    return {permission for method in methods for permission in CLIENT_METHODS[method]}
+def permissions_of(methods: set[str], plurals: tuple[str, ...]) -> set[Permission]:
+    table = client_methods(plurals)
+    unknown = sorted(methods - table.keys())
+    assert unknown == [], f"add {unknown} to client_methods here and to files/rbac/"
+    return {permission for method in methods for permission in table[method]}
 
 
 def kopf_handler_permissions() -> set[Permission]:
@@ -280,7 +306,8 @@ def kopf_handler_permissions() -> set[Permission]:
 
 
 def operator_needs() -> set[Permission]:
-    needed = permissions_of(kube_calls_of("controller")) | kopf_handler_permissions()
+    needed = permissions_of(kube_calls_of("controller"), OPERATOR_CUSTOM)
+    needed |= kopf_handler_permissions()
     needed |= set(KOPF_FRAMEWORK)
     controller = "\n".join(
         p.read_text(encoding="utf-8") for p in (PACKAGE / "controller").glob("*.py")
@@ -290,12 +317,12 @@ def operator_needs() -> set[Permission]:
     # Children carry blockOwnerDeletion: their creator must be able to update the owner's
     # finalizers where OwnerReferencesPermissionEnforcement is on.
     if owner_reference("v", "K", "n", "u").get("blockOwnerDeletion"):
-        needed |= {(GROUP, f"{plural}/finalizers", "update") for plural in CUSTOM}
+        needed |= {(GROUP, f"{plural}/finalizers", "update") for plural in OPERATOR_CUSTOM}
     return needed
 
 
 def worker_needs() -> set[Permission]:
-    return permissions_of(kube_calls_of("worker"))
+    return permissions_of(kube_calls_of("worker"), CUSTOM)
 
 
 def test_the_code_tables_cover_real_calls() -> None:
@@ -309,11 +336,14 @@ def test_the_code_tables_cover_real_calls() -> None:
 
 def test_the_api_is_called_only_through_kube_objects() -> None:
     """What the derivation relies on: no other module calls the Kubernetes API directly, and
-    kube.objects' functions are imported by name (so the layers' imports say what they call)."""
+    kube.objects' functions are imported by name (so the layers' imports say what they call).
+
+    kube.resources is the kubectl plugin's client: it runs with the user's own credentials, not
+    the operator's, and an import-linter contract keeps the operator and the worker off it."""
     api_call = re.compile(r"_namespaced_|_for_all_namespaces|_cluster_custom_object")
     offenders = []
     for path in PACKAGE.rglob("*.py"):
-        if path == PACKAGE / "kube" / "objects.py":
+        if path in (PACKAGE / "kube" / "objects.py", PACKAGE / "kube" / "resources.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Attribute) and api_call.search(node.attr):

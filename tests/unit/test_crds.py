@@ -17,7 +17,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from lifeboat.api import Backup, BackupSpec, Restore
+from lifeboat.api import Backup, BackupSchedule, BackupSpec, Restore
 from lifeboat.api.backup import BACKUP_IMMUTABLE_RULE, BACKUP_MUTABLE_FIELDS
 from lifeboat.api.crd import (
     BACKUP_CRD_NAME,
@@ -35,7 +35,8 @@ from lifeboat.api.job import TOLERATION_RULES
 from lifeboat.api.restore import RESTORE_SPEC_RULES
 from lifeboat.api.schedule import SCHEDULE_PLURAL
 from lifeboat.api.storage import STORAGE_RULES
-from lifeboat.api.store import STORE_PLURAL
+from lifeboat.api.store import STORE_PLURAL, BackupStore
+from lifeboat.controller.slots import InvalidSchedule, Schedule
 from tests.support.kube.cel import Program
 
 try:  # optional: a full CEL implementation to cross-check the test server's evaluator
@@ -440,7 +441,7 @@ def json_path_exists(schema: dict[str, Any], json_path: str) -> bool:
                 "Phase": (".status.phase", "string", 0),
                 "Progress": (".status.progress.percentText", "string", 0),
                 "Age": (".metadata.creationTimestamp", "date", 0),
-                "Backup": (".spec.backupRef.name", "string", 1),
+                "Backup": (".status.resolvedBackup", "string", 1),
                 "Engine": (".status.engine", "string", 1),
                 "Database": (".status.database", "string", 1),
                 "Job": (".status.jobName", "string", 1),
@@ -687,3 +688,282 @@ def test_status_written_by_the_models_validates() -> None:
     assert body["status"]["progress"]["percentText"] == "100%"
     assert body["status"]["artifact"]["sizeText"] == "2.0 KiB"
     assert api_server_errors(BACKUP_PLURAL, body) == []
+
+
+# -- BackupSchedule and Restore by schedule ---------------------------------------------------
+
+SCHEDULE = {
+    "apiVersion": "lifeboat.dev/v1alpha1",
+    "kind": "BackupSchedule",
+    "metadata": {"name": "nightly", "namespace": "shop"},
+    "spec": {
+        "schedule": "0 2 * * *",
+        "timeZone": "Europe/Berlin",
+        "template": ISSUE_BACKUP["spec"],
+        "retention": {"keepDaily": 7, "keepWeekly": 4, "keepMonthly": 6, "maxAge": "2160h"},
+    },
+}
+SCHEDULE_RESTORE = edited(ISSUE_RESTORE, "spec", {"scheduleRef": {"name": "nightly"}})
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        pytest.param(SCHEDULE, id="gfs"),
+        pytest.param(edited(SCHEDULE, "spec.schedule", "@daily"), id="macro"),
+        pytest.param(edited(SCHEDULE, "spec.schedule", " */15  *  * * 1-5 "), id="spaced"),
+        pytest.param(edited(SCHEDULE, "spec.timeZone", "America/Argentina/Buenos_Aires"), id="tz"),
+        pytest.param(edited(SCHEDULE, "spec.timeZone", "Etc/GMT+5"), id="tz-offset"),
+        pytest.param(edited(SCHEDULE, "spec.retention", ...), id="no-retention"),
+        pytest.param(edited(SCHEDULE, "spec.concurrencyPolicy", "Replace"), id="replace"),
+    ],
+)
+def test_good_schedules_are_accepted_by_schema_and_models(manifest: dict[str, Any]) -> None:
+    assert api_server_errors(SCHEDULE_PLURAL, manifest) == []
+    BackupSchedule.model_validate(manifest)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        pytest.param("spec.schedule", "0 2 * *", "schedule", id="four-fields"),
+        pytest.param("spec.schedule", "0 2 * * * *", "schedule", id="six-fields"),
+        pytest.param("spec.schedule", "", "schedule", id="empty"),
+        pytest.param("spec.schedule", "@fortnightly", "schedule", id="unknown-macro"),
+        pytest.param("spec.timeZone", "../etc/passwd", "timeZone", id="tz-path"),
+        pytest.param("spec.timeZone", "Europe Berlin", "timeZone", id="tz-space"),
+        pytest.param("spec.retention.keepLast", 0, "keepLast", id="keep-last-zero"),
+        pytest.param("spec.retention.keepDaily", -1, "keepDaily", id="keep-daily-negative"),
+        pytest.param("spec.retention.maxAge", "30 days", "maxAge", id="max-age-words"),
+        pytest.param("spec.retention.maxAge", "1.5h", "maxAge", id="max-age-fraction"),
+        pytest.param("spec.retention.maxAge", "0h", "maxAge must be longer", id="max-age-zero"),
+        pytest.param("spec.failedBackupsHistoryLimit", -1, "failedBackups", id="neg-limit"),
+        pytest.param("spec.concurrencyPolicy", "forbid", "concurrencyPolicy", id="lc-policy"),
+        pytest.param("spec.startingDeadlineSeconds", 0, "startingDeadline", id="zero-deadline"),
+        pytest.param("spec.template.database.engine", "oracle", "engine", id="bad-template"),
+        pytest.param("spec.template", ..., "template", id="no-template"),
+    ],
+)
+def test_bad_schedules_are_rejected_by_schema_and_models(
+    path: str, value: Any, expected: str
+) -> None:
+    manifest = edited(SCHEDULE, path, value)
+    errors = api_server_errors(SCHEDULE_PLURAL, manifest)
+    assert errors, f"the API server would accept {path}={value!r}"
+    assert any(expected in error for error in errors), errors
+    with pytest.raises(ValidationError):
+        BackupSchedule.model_validate(manifest)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        pytest.param("spec.schedule", "61 * * * *", "spec.schedule", id="minute-61"),
+        pytest.param("spec.schedule", "0 25 * * *", "spec.schedule", id="hour-25"),
+        pytest.param("spec.schedule", "0 2 31 2-13 *", "spec.schedule", id="month-13"),
+        pytest.param("spec.timeZone", "Mars/Olympus", "spec.timeZone", id="tz-unknown"),
+    ],
+)
+def test_what_the_schema_cannot_refuse_the_operator_refuses_with_the_field_named(
+    path: str, value: Any, field: str
+) -> None:
+    """Valid in shape, so the API server accepts them; the operator marks the schedule Stalled
+    with these messages (tests/integration/operator/test_schedules.py shows it end to end)."""
+    manifest = edited(SCHEDULE, path, value)
+    assert api_server_errors(SCHEDULE_PLURAL, manifest) == []
+    spec = BackupSchedule.model_validate(manifest).spec
+    with pytest.raises(InvalidSchedule, match=rf"^{field}: "):
+        Schedule.parse(spec.schedule, spec.time_zone)
+
+
+def test_restore_by_schedule_is_accepted_and_exclusive() -> None:
+    assert api_server_errors(RESTORE_PLURAL, SCHEDULE_RESTORE) == []
+    assert Restore.model_validate(SCHEDULE_RESTORE).spec.schedule_ref is not None
+    both = edited(SCHEDULE_RESTORE, "spec.backupRef", {"name": "shop-db"})
+    assert api_server_errors(RESTORE_PLURAL, both) == [f".spec: {RESTORE_SPEC_RULES[1].message}"]
+    exclusive = r"exactly one of backupRef \(a Backup in this namespace\), scheduleRef"
+    with pytest.raises(ValidationError, match=exclusive):
+        Restore.model_validate(both)
+    unnamed = edited(SCHEDULE_RESTORE, "spec.scheduleRef.name", "Nightly")
+    assert api_server_errors(RESTORE_PLURAL, unnamed)
+
+
+def test_schedule_status_written_by_the_operator_validates() -> None:
+    status = {
+        "lastScheduleTime": "2026-12-03T01:00:00Z",
+        "nextScheduleTime": "2026-12-04T01:00:00Z",
+        "lastSkippedTime": "2026-12-02T01:00:00Z",
+        "lastSkippedReason": "BackupStillRunning",
+        "lastSkippedMessage": "slot 2026-12-02 02:00 Europe/Berlin skipped: ...",
+        "lastSuccessfulTime": "2026-12-03T01:04:00Z",
+        "lastBackup": "nightly-20261203-0200",
+        "lastSuccessfulBackup": "nightly-20261203-0200",
+        "active": ["nightly-20261203-0200"],
+        "kept": [{"name": "nightly-20261203-0200", "time": "2026-12-03T01:00:00Z", "rules": ["a"]}],
+        "keptCount": 1,
+        "lastTrigger": "before-upgrade",
+        "observedGeneration": 2,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Scheduled",
+                "message": "next Backup at 2026-12-04 02:00 Europe/Berlin",
+                "lastTransitionTime": "2026-12-01T00:00:00Z",
+                "observedGeneration": 2,
+            }
+        ],
+    }
+    body = {**SCHEDULE, "status": status}
+    assert api_server_errors(SCHEDULE_PLURAL, body) == []
+    assert BackupSchedule.model_validate(body).to_api_dict()["status"] == status
+
+
+# -- storage: exactly one of s3, volume, storeRef; a BackupStore: exactly one of s3, volume -----
+
+STORE_REF = {"storeRef": {"name": "backups"}}
+ISSUE_S3 = ISSUE_BACKUP["spec"]["storage"]
+ISSUE_STORE = {
+    "apiVersion": "lifeboat.dev/v1alpha1",
+    "kind": "BackupStore",
+    "metadata": {"name": "backups", "namespace": "shop"},
+    "spec": ISSUE_S3,
+}
+STORAGE_MODELS: dict[str, type[Backup] | type[Restore] | type[BackupStore]] = {
+    BACKUP_PLURAL: Backup,
+    RESTORE_PLURAL: Restore,
+    STORE_PLURAL: BackupStore,
+}
+VOLUME = {"volume": {"persistentVolumeClaim": "backups"}}
+
+
+@pytest.mark.parametrize(
+    ("plural", "manifest"),
+    [
+        pytest.param(BACKUP_PLURAL, edited(ISSUE_BACKUP, "spec.storage", STORE_REF), id="backup"),
+        pytest.param(
+            RESTORE_PLURAL,
+            edited(SOURCE_RESTORE, "spec.source.storage", STORE_REF),
+            id="restore-source",
+        ),
+        pytest.param(STORE_PLURAL, ISSUE_STORE, id="store-s3"),
+        pytest.param(STORE_PLURAL, edited(ISSUE_STORE, "spec", VOLUME), id="store-volume"),
+    ],
+)
+def test_store_refs_and_stores_are_accepted(plural: str, manifest: dict[str, Any]) -> None:
+    assert api_server_errors(plural, manifest) == []
+    STORAGE_MODELS[plural].model_validate(manifest)
+
+
+STORAGE_MESSAGE = STORAGE_RULES[0].message
+STORE_MESSAGE = "set exactly one storage backend: s3 (a bucket) or volume"
+
+
+@pytest.mark.parametrize(
+    ("plural", "manifest", "expected"),
+    [
+        pytest.param(
+            BACKUP_PLURAL,
+            edited(ISSUE_BACKUP, "spec.storage", {**ISSUE_S3, **STORE_REF}),
+            STORAGE_MESSAGE,
+            id="backup-s3-and-store-ref",
+        ),
+        pytest.param(
+            BACKUP_PLURAL,
+            edited(ISSUE_BACKUP, "spec.storage", {**VOLUME, **STORE_REF}),
+            STORAGE_MESSAGE,
+            id="backup-volume-and-store-ref",
+        ),
+        pytest.param(
+            BACKUP_PLURAL, edited(ISSUE_BACKUP, "spec.storage", {}), STORAGE_MESSAGE, id="none"
+        ),
+        pytest.param(
+            BACKUP_PLURAL,
+            edited(ISSUE_BACKUP, "spec.storage", {"storeRef": {"name": "Not_A_Name"}}),
+            "storeRef.name",
+            id="store-ref-bad-name",
+        ),
+        pytest.param(
+            BACKUP_PLURAL,
+            edited(ISSUE_BACKUP, "spec.storage", {"storeRef": {}}),
+            "name",
+            id="store-ref-without-name",
+        ),
+        pytest.param(
+            RESTORE_PLURAL,
+            edited(SOURCE_RESTORE, "spec.source.storage", {**ISSUE_S3, **STORE_REF}),
+            STORAGE_MESSAGE,
+            id="restore-source-s3-and-store-ref",
+        ),
+        pytest.param(
+            STORE_PLURAL,
+            edited(ISSUE_STORE, "spec", {**ISSUE_S3, **VOLUME}),
+            STORE_MESSAGE,
+            id="store-s3-and-volume",
+        ),
+        pytest.param(STORE_PLURAL, edited(ISSUE_STORE, "spec", {}), STORE_MESSAGE, id="store-none"),
+        pytest.param(
+            # A store cannot name another store: the server prunes the unknown field (then
+            # neither backend is set); the model refuses it outright.
+            STORE_PLURAL,
+            edited(ISSUE_STORE, "spec", STORE_REF),
+            STORE_MESSAGE,
+            id="store-naming-a-store",
+        ),
+    ],
+)
+def test_storage_needs_exactly_one_backend(
+    plural: str, manifest: dict[str, Any], expected: str
+) -> None:
+    errors = api_server_errors(plural, manifest)
+    assert any(expected in error for error in errors), errors
+    with pytest.raises(ValidationError):
+        STORAGE_MODELS[plural].model_validate(manifest)
+
+
+def test_a_backups_spec_storage_cannot_switch_to_a_store_ref() -> None:
+    """status.storage records where the backup went; the spec that says so never changes."""
+    moved = edited(ISSUE_BACKUP, "spec.storage", STORE_REF)
+    assert api_server_errors(BACKUP_PLURAL, moved, old=ISSUE_BACKUP) == [
+        f".spec: {BACKUP_IMMUTABLE_RULE.message}"
+    ]
+
+
+def test_recorded_storage_and_store_status_validate_and_are_declared() -> None:
+    """What the controller writes into a Backup's status.storage and a store's status is in
+    the schema (a real server would prune what it does not declare)."""
+    backup = edited(ISSUE_BACKUP, "spec.storage", STORE_REF)
+    backup["status"] = {
+        "phase": "Running",
+        "storage": Backup.model_validate(ISSUE_BACKUP).spec.storage.model_dump(
+            by_alias=True, exclude_none=True, mode="json"
+        ),
+    }
+    assert api_server_errors(BACKUP_PLURAL, backup) == []
+    assert Backup.model_validate(backup).status.storage is not None
+    status_schema = open_api_schema(BACKUP_PLURAL)["properties"]["status"]["properties"]
+    assert set(status_schema["storage"]["properties"]) == {"s3", "volume"}
+
+    store = dict(ISSUE_STORE)
+    store["status"] = {
+        "uri": "s3://backups/shop/",
+        "lastCheckTime": "2026-01-01T00:00:00Z",
+        "lastSuccessTime": "2026-01-01T00:00:00Z",
+        "reason": "Reachable",
+        "message": "s3://backups/shop/ is reachable with the store's settings",
+        "checkJobName": "backups-check-1a2b3c4d",
+        "observedGeneration": 1,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Reachable",
+                "message": "ok",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "observedGeneration": 1,
+            }
+        ],
+    }
+    assert api_server_errors(STORE_PLURAL, store) == []
+    declared = set(open_api_schema(STORE_PLURAL)["properties"]["status"]["properties"])
+    assert declared == set(store["status"])

@@ -143,7 +143,9 @@ def sample_job() -> dict[str, Any]:
             },
         }
     )
-    return build_backup_job(backup, JobDefaults())
+    backend = backup.spec.storage.backend()
+    assert backend is not None
+    return build_backup_job(backup, backend, JobDefaults())
 
 
 # -- hadolint ---------------------------------------------------------------------------------

@@ -21,18 +21,33 @@ from lifeboat.api import (
     BACKUP_PLURAL,
     GROUP,
     RESTORE_PLURAL,
+    SCHEDULE_PLURAL,
+    STORE_PLURAL,
     Backup,
+    BackupSchedule,
+    BackupStore,
     ConditionType,
     Restore,
 )
 from lifeboat.api.database import DatabaseSpec
-from lifeboat.api.storage import StorageSpec
+from lifeboat.api.storage import StorageBackend, StorageSpec
+from lifeboat.controller.slots import Schedule
 from tests.unit.test_crds import apply_defaults, cel_failures, to_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-MODELS = {"Backup": Backup, "Restore": Restore}
-PLURALS = {"Backup": BACKUP_PLURAL, "Restore": RESTORE_PLURAL}
+MODELS = {
+    "Backup": Backup,
+    "Restore": Restore,
+    "BackupStore": BackupStore,
+    "BackupSchedule": BackupSchedule,
+}
+PLURALS = {
+    "Backup": BACKUP_PLURAL,
+    "Restore": RESTORE_PLURAL,
+    "BackupStore": STORE_PLURAL,
+    "BackupSchedule": SCHEDULE_PLURAL,
+}
 OTHER_KINDS = {"Secret", "PersistentVolumeClaim"}
 PLACEHOLDER = "change-me"
 
@@ -69,6 +84,9 @@ def test_the_examples_are_there() -> None:
         "mysql-restore.yaml",
         "sqlite-volume-backup.yaml",
         "restore-from-bucket.yaml",
+        "backup-store.yaml",
+        "nightly-schedule.yaml",
+        "restore-latest.yaml",
     }
     kinds = {doc["kind"] for _, doc in DOCUMENTS}
     assert kinds <= MODELS.keys() | OTHER_KINDS, kinds
@@ -120,11 +138,17 @@ def test_nothing_looks_like_a_real_credential(path: Path) -> None:
 
 
 def secrets_read_by(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """(Secret name, key) pairs a Backup or Restore makes its Job read, defaults included."""
+    """(Secret name, key) pairs a Backup, Restore or BackupStore makes its Jobs read, defaults
+    included. A storeRef's credentials are the store's: its own file holds them."""
     model = MODELS[doc["kind"]].model_validate(doc)
     databases: list[DatabaseSpec] = []
-    storages: list[StorageSpec] = []
-    if isinstance(model, Backup):
+    storages: list[StorageSpec | StorageBackend] = []
+    if isinstance(model, BackupStore):
+        storages.append(model.spec)
+    elif isinstance(model, BackupSchedule):
+        databases.append(model.spec.template.database)
+        storages.append(model.spec.template.storage)
+    elif isinstance(model, Backup):
         databases.append(model.spec.database)
         storages.append(model.spec.storage)
     else:
@@ -176,6 +200,50 @@ def test_backup_refs_name_a_backup_of_the_examples() -> None:
             assert (doc["metadata"]["namespace"], ref["name"]) in backups, ref
 
 
+def test_schedule_refs_name_a_schedule_of_the_examples() -> None:
+    schedules = {
+        (doc["metadata"]["namespace"], doc["metadata"]["name"])
+        for _, doc in CUSTOM
+        if doc["kind"] == "BackupSchedule"
+    }
+    refs = [
+        (doc["metadata"]["namespace"], doc["spec"]["scheduleRef"]["name"])
+        for _, doc in CUSTOM
+        if doc.get("spec", {}).get("scheduleRef")
+    ]
+    assert refs, "no example restores by scheduleRef"
+    assert set(refs) <= schedules
+
+
+def test_the_nightly_schedule_is_what_its_comments_say() -> None:
+    """02:00 in a named time zone, a grandfather-father-son retention that frees space."""
+    [(_, doc)] = [item for item in CUSTOM if item[1]["kind"] == "BackupSchedule"]
+    spec = BackupSchedule.model_validate(doc).spec
+    assert (spec.schedule, spec.time_zone) == ("0 2 * * *", "Europe/Berlin")
+    assert spec.retention is not None
+    kept = (spec.retention.keep_daily, spec.retention.keep_weekly, spec.retention.keep_monthly)
+    assert kept == (7, 4, 6)
+    assert spec.template.deletion_policy.value == "Delete"
+    Schedule.parse(spec.schedule, spec.time_zone)  # what the operator checks beyond the schema
+
+
+def test_store_refs_name_a_store_of_the_examples() -> None:
+    stores = {
+        (doc["metadata"]["namespace"], doc["metadata"]["name"])
+        for _, doc in CUSTOM
+        if doc["kind"] == "BackupStore"
+    }
+    named = 0
+    for _, doc in CUSTOM:
+        spec = doc.get("spec", {})
+        for storage in (spec.get("storage"), (spec.get("source") or {}).get("storage")):
+            ref = (storage or {}).get("storeRef")
+            if ref:
+                named += 1
+                assert (doc["metadata"]["namespace"], ref["name"]) in stores, ref
+    assert named, "no example uses a storeRef"
+
+
 def test_commands_in_the_docs_name_objects_of_the_examples() -> None:
     """`kubectl wait ... backup/NAME`, `kubectl describe backup NAME`: in the README, in each
     file's comments and in the chart's NOTES.txt, they name objects the examples create."""
@@ -187,8 +255,9 @@ def test_commands_in_the_docs_name_objects_of_the_examples() -> None:
     ]
     text = "\n".join(path.read_text(encoding="utf-8") for path in paths)
     name = r"([a-z0-9][-a-z0-9]*[a-z0-9])"
-    mentioned = set(re.findall(rf"\b(backup|restore)/{name}", text))
-    mentioned |= set(re.findall(rf"kubectl describe (backup|restore)\s+(?:-n \S+\s+)?{name}", text))
+    kinds = "backupstore|backupschedule|backup|restore"
+    mentioned = set(re.findall(rf"\b({kinds})/{name}", text))
+    mentioned |= set(re.findall(rf"kubectl describe ({kinds})\s+(?:-n \S+\s+)?{name}", text))
     assert len(mentioned) >= len(FILES), "the commands are no longer found: is the regex right?"
     assert mentioned <= objects, sorted(mentioned - objects)
     for condition in re.findall(r"--for=condition=(\w+)", text):

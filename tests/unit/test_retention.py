@@ -151,6 +151,19 @@ def test_days_are_the_schedule_time_zone_days() -> None:
     assert set(berlin.kept) == {"early"}
 
 
+def test_backups_an_unfinished_restore_reads_are_never_pruned() -> None:
+    history = daily(6, failed={5})
+    decision = decide_retention(
+        history,
+        RetentionPolicy(keep_last=1, failed_history_limit=0),
+        now=NOW,
+        zone=UTC_ZONE,
+        protected={"b-003", "b-005"},
+    )
+    assert decision.kept == {"b-000": ["last", "newest"], "b-003": ["restore"]}
+    assert set(decision.pruned) == names([1, 2, 4])
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_generated_histories_keep_their_invariants(seed: int) -> None:
     rng = random.Random(seed)
@@ -194,7 +207,9 @@ def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "720", "h", "1.5h", "-1h", "0h", "1y", "30 d"])
+@pytest.mark.parametrize(
+    "text", ["", "720", "h", "1.5h", "-1h", "0h", "1y", "30 d", "9999999999999999999999999999w"]
+)
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)

@@ -135,7 +135,12 @@ RESTORE_PRINTER_COLUMNS: Final = [
     _PHASE,
     _PROGRESS,
     _AGE,
-    _column("Backup", ".spec.backupRef.name", "The Backup restored.", priority=1),
+    _column(
+        "Backup",
+        ".status.resolvedBackup",
+        "The Backup restored (spec.backupRef's, or the one spec.scheduleRef resolved to).",
+        priority=1,
+    ),
     _column("Engine", ".status.engine", "Engine of the target database.", priority=1),
     _column("Database", ".status.database", "The target database.", priority=1),
     _JOB,

@@ -116,18 +116,20 @@ class BackupScheduleSpec(SpecModel):
     deletionPolicy, job). Changing it affects future slots only."""
 
     suspend: bool = False
-    """true: create no Backups until set back to false. Resuming never fires the slots missed
-    while suspended (at most the most recent one, within startingDeadlineSeconds)."""
+    """true: create no Backups for slots until set back to false. Slots that come while
+    suspended are skipped (status.lastSkippedTime): resuming never fires one, the first Backup
+    after resuming is the next slot's. Retention still applies, and the lifeboat.dev/trigger
+    annotation still backs up on request."""
 
     concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.FORBID
-    """What a slot does while a Backup of this schedule still runs. Forbid (default): the slot
-    waits for it (and is skipped once startingDeadlineSeconds has passed). Allow: start
-    anyway. Replace: delete the running Backup and start the new one."""
+    """What a slot does while a Backup of this schedule is still Pending or Running. Forbid
+    (default): the slot is skipped for good (status.lastSkippedTime, and an Event SlotSkipped
+    naming the running Backup). Allow: start anyway. Replace: delete the running Backup (its
+    deletionPolicy applies) and start the new one."""
 
     starting_deadline_seconds: Annotated[int, Field(ge=1)] | None = None
-    """A slot missed by more than this many seconds (the operator was down, a Backup was still
-    running under Forbid) is skipped. Unset: the most recent missed slot runs late. Never more
-    than one missed slot is caught up."""
+    """A slot missed by more than this many seconds (the operator was down) is skipped. Unset:
+    the most recent missed slot runs late. Never more than one missed slot is caught up."""
 
     retention: Retention | None = None
     """Which Completed Backups to keep. Unset: keep all of them."""
@@ -148,7 +150,8 @@ class KeptBackup(StatusModel):
 
     rules: list[Annotated[str, Field(max_length=32)]]
     """The rules that keep it: last, hourly, daily, weekly, monthly, yearly, maxAge, newest
-    (the newest Completed Backup is always kept), all (no policy)."""
+    (the newest Completed Backup is always kept), all (no policy), restore (an unfinished
+    Restore reads it)."""
 
 
 KEPT_LIST_LIMIT: Final = 100
@@ -161,7 +164,18 @@ class BackupScheduleStatus(StatusModel):
     """The most recent slot a Backup was created for."""
 
     next_schedule_time: Timestamp | None = None
-    """The next slot (none while suspended)."""
+    """The next slot (none while suspended or Stalled)."""
+
+    last_skipped_time: Timestamp | None = None
+    """The most recent slot that was skipped instead of creating a Backup."""
+
+    last_skipped_reason: Annotated[str, Field(max_length=64)] | None = None
+    """Why that slot was skipped: Suspended, BackupStillRunning (concurrencyPolicy Forbid) or
+    MissedStartingDeadline (the operator saw the slot more than startingDeadlineSeconds
+    late)."""
+
+    last_skipped_message: Annotated[str, Field(max_length=1024)] | None = None
+    """The skipped slot in words, for example the Backup that was still running."""
 
     last_successful_time: Timestamp | None = None
     """When the most recent Completed Backup of this schedule completed."""
@@ -180,7 +194,8 @@ class BackupScheduleStatus(StatusModel):
     each (the first 100)."""
 
     last_trigger: Annotated[str, Field(max_length=256)] | None = None
-    """The last value of the lifeboat.dev/trigger annotation that created a Backup."""
+    """The last value of the lifeboat.dev/trigger annotation that created a Backup (each value
+    creates one Backup, once)."""
 
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     """metadata.generation the operator last acted on."""
@@ -201,7 +216,8 @@ class BackupScheduleStatus(StatusModel):
         | None
     ) = None
     """Ready: the schedule is valid and active (False while suspended, reason Suspended).
-    Stalled: it cannot run (invalid schedule or time zone) until the spec is fixed."""
+    Stalled: it cannot run (InvalidSchedule: the cron expression or time zone; InvalidSpec:
+    another field) until the spec is fixed; the message names the field."""
 
 
 class BackupSchedule(ApiModel):

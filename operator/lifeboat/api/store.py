@@ -42,11 +42,15 @@ class BackupStoreStatus(StatusModel):
     """The result of the last check, for people: what failed and what to do."""
 
     reason: Annotated[str, Field(max_length=1024)] | None = None
-    """CamelCase reason of the last check: Reachable, BucketNotFound, AccessDenied,
-    StorageUnreachable, CheckFailed."""
+    """CamelCase reason of the last check: Reachable; the worker's reason when the storage
+    refused (BucketNotFound, AccessDenied, StorageUnreachable, InvalidArgument); Kubernetes'
+    reason when the check's Pod could not run (ImagePullBackOff, FailedCreate, Unschedulable,
+    DeadlineExceeded); CheckFailed when it died without saying why; InvalidSpec; Checking
+    while the first check of a spec runs. Stable: safe to alert on."""
 
     check_job_name: Annotated[str, Field(max_length=63)] | None = None
-    """The Job doing the latest check."""
+    """The Job doing the latest check; kubectl logs job/<checkJobName> while it exists (it is
+    deleted ten minutes after it ends)."""
 
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     """metadata.generation the last check was made for."""

@@ -1,7 +1,10 @@
-"""Jobs for backups, restores and storage cleanup, built as plain dicts from the API models.
+"""Jobs for backups, restores, storage cleanup and store checks, built as plain dicts from the
+API models.
 
 Pure functions: the same Backup gives the same Job, byte for byte, which is what lets the
-controller create it again after a restart and adopt the one that already exists.
+controller create it again after a restart and adopt the one that already exists. Storage comes
+in resolved (a `StorageBackend`: a Backup's inline storage, or its BackupStore's settings, or what
+its status.storage recorded): the controller resolves a storeRef, the builders never read one.
 
 What the Job gets: the `lifeboat` console script as `command`, the worker's arguments in `args`
 (no secret among them: DATABASE_URL has no password), credentials as `secretKeyRef` env vars, the
@@ -20,12 +23,14 @@ from lifeboat.api import (
     BACKUP_PLURAL,
     RESTORE_KIND,
     RESTORE_PLURAL,
+    STORE_KIND,
     Backup,
+    BackupStore,
     DatabaseSpec,
     Engine,
     JobOptions,
     Restore,
-    StorageSpec,
+    StorageBackend,
 )
 from lifeboat.builders.naming import (
     backup_location_path,
@@ -117,8 +122,9 @@ def _database_mounts(database: DatabaseSpec) -> _Mounts:
     return _Mounts(env=env)
 
 
-def storage_url(storage: StorageSpec, location: str) -> str:
-    """BACKUP_URL for a backup directory `location` (relative) inside `storage`."""
+def storage_url(storage: StorageBackend, location: str) -> str:
+    """BACKUP_URL for a backup directory `location` (relative) inside `storage`; `location` ''
+    is the storage's own root (the prefix or the volume's path)."""
     if storage.s3 is not None:
         return f"s3://{storage.s3.bucket}/{storage.s3.key_prefix}{location}"
     assert storage.volume is not None
@@ -127,7 +133,17 @@ def storage_url(storage: StorageSpec, location: str) -> str:
     return f"file://{BACKUPS_MOUNT}/{inside}"
 
 
-def _storage_mounts(storage: StorageSpec) -> _Mounts:
+def store_uri(storage: StorageBackend) -> str:
+    """Where a store's backups go, for people (a BackupStore's status.uri): s3://bucket/prefix/
+    or pvc://claim/path/. Never a credential, never the Job's mount path."""
+    if storage.s3 is not None:
+        return f"s3://{storage.s3.bucket}/{storage.s3.key_prefix}"
+    assert storage.volume is not None
+    path = storage.volume.path.strip("/")
+    return f"pvc://{storage.volume.persistent_volume_claim}/{f'{path}/' if path else ''}"
+
+
+def _storage_mounts(storage: StorageBackend) -> _Mounts:
     if storage.s3 is not None:
         s3 = storage.s3
         env: list[Object] = []
@@ -155,11 +171,12 @@ def _storage_mounts(storage: StorageSpec) -> _Mounts:
     )
 
 
-def backup_url(backup: Backup) -> str:
-    """Where this Backup's artifact and manifest live: unique per Backup object."""
+def backup_url(backup: Backup, storage: StorageBackend) -> str:
+    """Where this Backup's artifact and manifest live in `storage` (its resolved storage):
+    unique per Backup object."""
     meta = backup.metadata
     location = backup_location_path(meta.namespace or "", meta.name or "", meta.uid or "")
-    return storage_url(backup.spec.storage, location)
+    return storage_url(storage, location)
 
 
 def _job(
@@ -245,15 +262,16 @@ def backup_job_name(backup: Backup) -> str:
     return child_name(backup.metadata.name or "", backup.metadata.uid or "", "backup")
 
 
-def build_backup_job(backup: Backup, defaults: JobDefaults) -> Object:
-    """The one Job that runs `lifeboat backup` for this Backup."""
+def build_backup_job(backup: Backup, storage: StorageBackend, defaults: JobDefaults) -> Object:
+    """The one Job that runs `lifeboat backup` for this Backup, into `storage` (its resolved
+    spec.storage)."""
     meta = backup.metadata
     name, namespace, uid = meta.name or "", meta.namespace or "", meta.uid or ""
     spec = backup.spec
     args = [
         "backup",
         database_url(spec.database),
-        backup_url(backup),
+        backup_url(backup, storage),
         "--compression",
         spec.compression.value,
         "--overwrite",  # a retry of this Job replaces its own earlier attempt, nothing else
@@ -268,7 +286,7 @@ def build_backup_job(backup: Backup, defaults: JobDefaults) -> Object:
         labels=child_labels(BACKUP_KIND, name, "backup"),
         owner=owner_reference(API_VERSION, BACKUP_KIND, name, uid),
         args=args,
-        mounts=_database_mounts(spec.database) + _storage_mounts(spec.storage),
+        mounts=_database_mounts(spec.database) + _storage_mounts(storage),
         options=spec.job,
         defaults=defaults,
         backoff_limit=defaults.backup_backoff_limit,
@@ -279,10 +297,10 @@ def cleanup_job_name(backup: Backup) -> str:
     return child_name(backup.metadata.name or "", backup.metadata.uid or "", "cleanup")
 
 
-def build_cleanup_job(backup: Backup, defaults: JobDefaults) -> Object:
-    """A Job that deletes this Backup's manifest and artifact from storage (deletionPolicy
-    Delete). It has no ownerReference: its owner is being deleted and must not take it along;
-    the controller deletes it once it succeeded."""
+def build_cleanup_job(backup: Backup, storage: StorageBackend, defaults: JobDefaults) -> Object:
+    """A Job that deletes this Backup's manifest and artifact from `storage`, where the backup
+    was written (deletionPolicy Delete). It has no ownerReference: its owner is being deleted
+    and must not take it along; the controller deletes it once it succeeded."""
     meta = backup.metadata
     name, namespace = meta.name or "", meta.namespace or ""
     return _job(
@@ -290,8 +308,8 @@ def build_cleanup_job(backup: Backup, defaults: JobDefaults) -> Object:
         namespace=namespace,
         labels=child_labels(BACKUP_KIND, name, "cleanup"),
         owner=None,
-        args=["delete", backup_url(backup)],
-        mounts=_storage_mounts(backup.spec.storage),
+        args=["delete", backup_url(backup, storage)],
+        mounts=_storage_mounts(storage),
         options=backup.spec.job,
         defaults=defaults,
         backoff_limit=defaults.backup_backoff_limit,
@@ -305,7 +323,7 @@ def restore_job_name(restore: Restore) -> str:
 def build_restore_job(
     restore: Restore,
     *,
-    storage: StorageSpec,
+    storage: StorageBackend,
     source_url: str,
     target: DatabaseSpec,
     defaults: JobDefaults,
@@ -336,4 +354,45 @@ def build_restore_job(
         options=spec.job,
         defaults=defaults,
         backoff_limit=defaults.restore_backoff_limit,
+    )
+
+
+STORE_CHECK_DEADLINE_SECONDS = 300
+"""A store check Job's activeDeadlineSeconds: the worker gives up on an unreachable endpoint
+within about a minute (connect timeouts and retries); this bounds anything else."""
+STORE_CHECK_TTL_SECONDS = 600
+"""A finished store check Job is deleted after this long: its logs stay readable for a while
+(kubectl logs job/<status.checkJobName>), and periodic checks do not pile up Jobs."""
+
+
+def store_check_job_name(store: BackupStore, check: str) -> str:
+    """`<store>-check-<hash>`: one name per store and per check (`check` identifies it, for
+    example the generation and the previous check's time), so an operator restart adopts the
+    Job of a check in flight instead of starting a second one."""
+    meta = store.metadata
+    return child_name(meta.name or "", f"{meta.uid or ''}/{check}", "check")
+
+
+def build_store_check_job(store: BackupStore, job_name: str, defaults: JobDefaults) -> Object:
+    """A short Job that runs `lifeboat check` against the store with the store's own settings
+    and credentials (secretKeyRef, as a backup Job gets them): the operator never reads them.
+    One attempt (the next check is the retry), a short deadline, deleted soon after it ends,
+    owned by the store (deleting the store deletes its checks)."""
+    meta = store.metadata
+    name, namespace, uid = meta.name or "", meta.namespace or "", meta.uid or ""
+    options = JobOptions(
+        active_deadline_seconds=STORE_CHECK_DEADLINE_SECONDS,
+        backoff_limit=0,
+        ttl_seconds_after_finished=STORE_CHECK_TTL_SECONDS,
+    )
+    return _job(
+        name=job_name,
+        namespace=namespace,
+        labels=child_labels(STORE_KIND, name, "check"),
+        owner=owner_reference(API_VERSION, STORE_KIND, name, uid),
+        args=["check", storage_url(store.spec, "")],
+        mounts=_storage_mounts(store.spec),
+        options=options,
+        defaults=defaults,
+        backoff_limit=0,
     )

@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "operator",
-        help="run the operator (reconciles Backup and Restore resources)",
-        description="Watches Backups and Restores and runs one Job for each. Logs in with the "
-        "service account inside a cluster, else with --kubeconfig / $KUBECONFIG.",
+        help="run the operator (Backups, Restores, BackupSchedules, BackupStores)",
+        description="Watches Backups and Restores and runs one Job for each, creates one Backup "
+        "per BackupSchedule slot and prunes by its retention, and checks BackupStores. Logs in "
+        "with the service account inside a cluster, else with --kubeconfig / $KUBECONFIG.",
     )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
@@ -64,6 +65,27 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--backup-wait-seconds", type=float, default=60.0)
     parser.add_argument(
+        "--store-wait-seconds",
+        type=float,
+        default=60.0,
+        help="how long a Backup or Restore waits for the BackupStore its storeRef names before "
+        "it fails with StoreNotFound (GitOps may apply the store later; default: 60)",
+    )
+    parser.add_argument(
+        "--store-check-seconds",
+        type=float,
+        default=300.0,
+        help="check each BackupStore this often (and at once when its spec changes) with a "
+        "short Job that uses the store's credentials (default: 300)",
+    )
+    parser.add_argument(
+        "--schedule-check-seconds",
+        type=float,
+        default=10.0,
+        help="check each BackupSchedule this often for a slot that has come, a trigger "
+        "annotation and retention: slots fire at most this late (default: 10)",
+    )
+    parser.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     )
     parser.set_defaults(handler=_operator)
@@ -91,6 +113,9 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
         unschedulable_seconds=args.unschedulable_seconds,
         volume_mount_seconds=args.volume_mount_seconds,
         backup_wait_seconds=args.backup_wait_seconds,
+        store_wait_seconds=args.store_wait_seconds,
+        store_check_seconds=args.store_check_seconds,
+        schedule_check_seconds=args.schedule_check_seconds,
     )
 
 

@@ -1,4 +1,4 @@
-"""`lifeboat backup`, `lifeboat restore` and `lifeboat show`: the worker's commands."""
+"""`lifeboat backup`, `restore`, `delete`, `check`, `show` and `list`: the worker's commands."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from lifeboat.worker.database_url import parse_database_url
 from lifeboat.worker.engines import open_engine
 from lifeboat.worker.engines.base import RestoreOptions
 from lifeboat.worker.errors import VerificationFailed
+from lifeboat.worker.listing import list_backups, print_listing
 from lifeboat.worker.manifest import MANIFEST_NAME
 from lifeboat.worker.pipeline import (
     BackupOptions,
@@ -24,6 +25,7 @@ from lifeboat.worker.pipeline import (
     run_restore,
 )
 from lifeboat.worker.storage import open_storage
+from lifeboat.worker.storage.base import WRITE_PROBE
 
 
 def register(commands: Any) -> None:
@@ -97,9 +99,40 @@ def register(commands: Any) -> None:
     delete.add_argument("backup_url", metavar="BACKUP_URL")
     delete.set_defaults(handler=_delete)
 
+    check = commands.add_parser(
+        "check",
+        help="check that a backup location is reachable with the credentials at hand",
+        description="Reach BACKUP_URL and fail with the reason if it cannot be used "
+        "(BucketNotFound, AccessDenied, StorageUnreachable): HeadBucket for S3, the directory's "
+        "access rights for a volume. Reads only, unless --writable. The operator runs it in a "
+        "short Job to check each BackupStore.",
+    )
+    check.add_argument("backup_url", metavar="BACKUP_URL")
+    check.add_argument(
+        "--writable",
+        action="store_true",
+        help=f"also prove that writes are accepted: write and remove a small probe object "
+        f"({WRITE_PROBE}) at BACKUP_URL, as every backup does before it starts",
+    )
+    check.set_defaults(handler=_check)
+
     show = commands.add_parser("show", help="print the manifest of a backup")
     show.add_argument("backup_url", metavar="BACKUP_URL")
     show.set_defaults(handler=_show)
+
+    listing = commands.add_parser(
+        "list",
+        help="find the backups under a location by their manifests",
+        description="List every backup below LOCATION (s3://bucket/prefix/, file:///dir or a "
+        "directory): engine, database, when it was taken, size, tables, rows and its location, "
+        "newest first. What is not a complete backup (no manifest.json) is not listed. For a "
+        "restore into a new cluster: a location listed here is a Restore's spec.source.",
+    )
+    listing.add_argument("location", metavar="LOCATION")
+    listing.add_argument(
+        "--output", choices=["text", "json"], default="text", help="a table, or JSON for scripts"
+    )
+    listing.set_defaults(handler=_list)
 
 
 def _backup(args: argparse.Namespace) -> int:
@@ -255,6 +288,20 @@ def _delete(args: argparse.Namespace) -> int:
     storage = open_storage(args.backup_url)
     removed = delete_backup(storage)
     print(f"deleted {len(removed)} object(s) at {storage.uri()}: {', '.join(removed) or 'none'}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    print_listing(list_backups(open_storage(args.location)), args.output)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    storage = open_storage(args.backup_url)
+    storage.check()
+    if args.writable:
+        storage.check_writable()
+    print(f"reachable{' and writable' if args.writable else ''}: {storage.uri()}")
     return 0
 
 

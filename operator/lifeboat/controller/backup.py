@@ -1,8 +1,13 @@
-"""Backup: one Job per Backup, phase from the Job, storage cleanup on deletion (policy Delete)."""
+"""Backup: one Job per Backup, phase from the Job, storage cleanup on deletion (policy Delete).
+
+The storage is resolved first (a storeRef to its BackupStore, see `storage.py`) and recorded in
+status.storage before the Job is created, so the Job, the Restores and the cleanup all use the
+same location, whatever happens to the store later."""
 
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
 import kopf
 from kubernetes import client
@@ -11,11 +16,13 @@ from pydantic import ValidationError
 from lifeboat.api import (
     BACKUP_KIND,
     BACKUP_PLURAL,
+    STORE_KIND,
     Backup,
     ConditionStatus,
     ConditionType,
     DeletionPolicy,
     Phase,
+    StorageBackend,
 )
 from lifeboat.builders.jobs import (
     backup_job_name,
@@ -34,10 +41,18 @@ from lifeboat.controller.jobs import (
     post_event,
     reconcile_job,
     resource_lock,
+    write_verdict,
+)
+from lifeboat.controller.storage import (
+    BACKUP_STORE_FIELD,
+    STORE_NOT_FOUND,
+    backup_location,
+    resolve_storage,
 )
 from lifeboat.controller.transitions import (
     JobState,
     JobView,
+    Verdict,
     set_condition,
     view_job,
 )
@@ -69,14 +84,32 @@ def reconcile_backup(
         if opened is None:
             return None
         target, backup = opened
+        resolved = resolve_storage(
+            api,
+            target,
+            backup.spec.storage,
+            field=BACKUP_STORE_FIELD,
+            config=config,
+            recorded=backup.status.storage,
+        )
+        if isinstance(resolved, Verdict):
+            write_verdict(api, target, resolved)
+            return resolved.phase
+        storage = resolved.backend
+        recorded = storage.to_api_dict()
+        if backup.status.storage is None:
+            # On record before the Job exists: after a crash between the two, the Job and the
+            # record still name the same place, even if the store was edited meanwhile.
+            patch_status(api, BACKUP_PLURAL, target.namespace, target.name, {"storage": recorded})
         return reconcile_job(
             api,
             target,
             config,
             job_name=backup_job_name(backup),
-            build_job=lambda: build_backup_job(backup, config.job_defaults),
+            build_job=lambda: build_backup_job(backup, storage, config.job_defaults),
             has_result=has_artifact,
-            extra={"database": database_label(backup.spec.database)},
+            extra={"database": database_label(backup.spec.database), "storage": recorded},
+            note=resolved.note,
         )
 
 
@@ -84,7 +117,8 @@ def clean_up_storage(api: client.ApiClient, body: Object, config: OperatorConfig
     """On deletion with deletionPolicy Delete: run a Job that deletes the artifact and manifest.
 
     Raises kopf.TemporaryError while the Job runs or after it failed, so kopf keeps the
-    finalizer and retries: a storage error never loses track of the data.
+    finalizer and retries: a storage error never loses track of the data. The Job deletes from
+    where the backup was written (status.storage), not from where a BackupStore points now.
 
     In a namespace being deleted no Job can be created: the backup is kept in storage, the
     condition StorageCleanup says so, and the finalizer goes (else the namespace would never go).
@@ -99,13 +133,18 @@ def clean_up_storage(api: client.ApiClient, body: Object, config: OperatorConfig
     if not status.get("jobName") and not has_artifact(status):
         return  # no Job ever ran: nothing can be in storage
     namespace, _name = backup.metadata.namespace or "", backup.metadata.name or ""
+    storage = backup_location(api, backup)
+    if storage is None:
+        _cannot_locate(api, body, backup, config)
     job_name = cleanup_job_name(backup)
     job = read_job(api, namespace, job_name)
     if job is None:
         try:
-            job, _ = create_or_adopt_job(api, build_cleanup_job(backup, config.job_defaults))
+            job, _ = create_or_adopt_job(
+                api, build_cleanup_job(backup, storage, config.job_defaults)
+            )
         except NamespaceTerminating:
-            _keep_in_terminating_namespace(api, body, backup)
+            _keep_in_terminating_namespace(api, body, backup, storage)
             return
         _cleanup_condition(api, body, ConditionStatus.UNKNOWN, "Deleting", "deleting from storage")
     pods = list_job_pods(api, namespace, job_name)
@@ -127,7 +166,26 @@ def clean_up_storage(api: client.ApiClient, body: Object, config: OperatorConfig
     raise kopf.TemporaryError("waiting for the storage cleanup Job", delay=1)
 
 
-def _keep_in_terminating_namespace(api: client.ApiClient, body: Object, backup: Backup) -> None:
+def _cannot_locate(
+    api: client.ApiClient, body: Object, backup: Backup, config: OperatorConfig
+) -> NoReturn:
+    """A storeRef that was never recorded in status.storage and whose store is gone: where
+    the backup is cannot be known, so nothing is deleted and the finalizer stays (set
+    deletionPolicy to Retain to let the Backup go)."""
+    ref = backup.spec.storage.store_ref
+    message = (
+        f"cannot tell where the backup is: status.storage was never recorded and {STORE_KIND} "
+        f"{ref.name if ref else ''} does not exist; re-create the store, or set "
+        "spec.deletionPolicy to Retain to delete the Backup without its stored files"
+    )
+    _cleanup_condition(api, body, ConditionStatus.FALSE, STORE_NOT_FOUND, message)
+    post_event(body, "Warning", "CleanupFailed", message)
+    raise kopf.TemporaryError(message, delay=config.cleanup_retry_seconds)
+
+
+def _keep_in_terminating_namespace(
+    api: client.ApiClient, body: Object, backup: Backup, storage: StorageBackend
+) -> None:
     """deletionPolicy Delete in a namespace being deleted: the API server refuses the cleanup
     Job, so the backup stays in storage and the finalizer goes. Said in the log and, while the
     object can still be patched, in its StorageCleanup condition (Events cannot be created in a
@@ -135,7 +193,8 @@ def _keep_in_terminating_namespace(api: client.ApiClient, body: Object, backup: 
     namespace, name = backup.metadata.namespace or "", backup.metadata.name or ""
     message = (
         f"namespace {namespace} is being deleted and refuses new Jobs, so the backup was not "
-        f"deleted from storage: it remains at {backup_url(backup)} (delete it there if unwanted)"
+        f"deleted from storage: it remains at {backup_url(backup, storage)} (delete it there if "
+        "unwanted)"
     )
     log.warning("Backup %s/%s: %s", namespace, name, message)
     try:

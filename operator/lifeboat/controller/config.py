@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from lifeboat.builders.jobs import JobDefaults
 from lifeboat.controller.transitions import StartLimits
+
+
+def utc_now() -> datetime:
+    """The real clock, in UTC."""
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,19 @@ class OperatorConfig:
     """How long a scheduled Pod may fail to attach or mount its volumes before it fails."""
     backup_wait_seconds: float = 60.0
     """How long a Restore waits for a Backup that does not exist (GitOps may apply it later)."""
+    store_wait_seconds: float = 60.0
+    """How long a Backup or Restore waits for the BackupStore its storeRef names, when it does
+    not exist (GitOps may apply it later), before it fails with StoreNotFound."""
+    store_check_seconds: float = 300.0
+    """How often each BackupStore is checked for reachability (also at once after a spec
+    change), by a short Job with the store's credentials."""
+    schedule_check_seconds: float = 10.0
+    """How often each BackupSchedule is checked for a slot that has come (slots fire at most
+    this late), a trigger annotation and retention. Its Backups' phase changes and its edits
+    are handled at once."""
+    clock: Callable[[], datetime] = utc_now
+    """The operator's clock, the only one schedules read: when a slot has come, retention's
+    "now", the times schedules write. Tests pass a clock they advance."""
     cleanup_retry_seconds: float = 30.0
     error_backoffs: tuple[float, ...] = (1, 2, 5, 10, 30, 60)
     handler_backoff_seconds: float = 5.0

@@ -233,8 +233,12 @@ def reconcile_job(
     has_result: Callable[[Object], bool],
     extra: Object | None = None,
     success: Verdict | None = None,
+    note: str | None = None,
 ) -> Phase:
-    """Ensure exactly one Job for `target`, then derive its phase from that Job."""
+    """Ensure exactly one Job for `target`, then derive its phase from that Job.
+
+    `note` is added to the message of every phase but Completed (a BackupStore that failed its
+    last check: worth knowing while it waits, runs or fails)."""
     job = read_job(api, target.namespace, job_name)
     if job is None and not target.status.get("jobName"):
         job, created = create_or_adopt_job(api, build_job())
@@ -256,6 +260,8 @@ def reconcile_job(
         kind=target.kind,
         success=success,
     )
+    if note and verdict.phase is not Phase.COMPLETED:
+        verdict = Verdict(verdict.phase, verdict.reason, f"{verdict.message}; {note}")
     if stuck is not None and verdict.phase is Phase.FAILED:
         # Deleted, so that it cannot start later (a quota freed, a node added) and run a request
         # that already says Failed; its Pods go with it.

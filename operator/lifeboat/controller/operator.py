@@ -17,7 +17,19 @@ import kopf
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from lifeboat.api import BACKUP_KIND, BACKUP_PLURAL, GROUP, RESTORE_KIND, RESTORE_PLURAL, VERSION
+from lifeboat.api import (
+    BACKUP_KIND,
+    BACKUP_PLURAL,
+    GROUP,
+    RESTORE_KIND,
+    RESTORE_PLURAL,
+    SCHEDULE_KIND,
+    SCHEDULE_PLURAL,
+    STORE_KIND,
+    STORE_PLURAL,
+    VERSION,
+)
+from lifeboat.builders.backups import SCHEDULE_LABEL
 from lifeboat.builders.naming import (
     LABEL_MANAGED_BY,
     LABEL_OWNER_KIND,
@@ -26,7 +38,19 @@ from lifeboat.builders.naming import (
 )
 from lifeboat.controller.backup import clean_up_storage, reconcile_backup
 from lifeboat.controller.config import OperatorConfig
-from lifeboat.controller.restore import reconcile_restore, wake_restores_waiting_for
+from lifeboat.controller.restore import (
+    reconcile_restore,
+    wake_restores_waiting_for,
+    wake_restores_waiting_for_schedule,
+)
+from lifeboat.controller.schedule import (
+    PhaseMemory,
+    owning_schedule,
+    reconcile_schedule,
+    release_backups,
+)
+from lifeboat.controller.schedule_decisions import pending_trigger
+from lifeboat.controller.store import reconcile_store, wake_waiting_for_store
 from lifeboat.controller.transitions import TERMINAL_PHASES
 from lifeboat.kube.client import in_cluster, kubeconfig_path, make_api_client
 
@@ -107,12 +131,15 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     reconcilers: dict[str, Reconcile] = {
         BACKUP_KIND.lower(): reconcile_backup_then_restores,
         RESTORE_KIND.lower(): reconcile_restore,
+        STORE_KIND.lower(): reconcile_store,
     }
     for kind, plural in (
         (BACKUP_KIND.lower(), BACKUP_PLURAL),
         (RESTORE_KIND.lower(), RESTORE_PLURAL),
     ):
         _register_reconcile(registry, config, api, kind, plural, reconcilers[kind])
+    _register_store(registry, config, api)
+    _register_schedule(registry, config, api)
 
     @kopf.on.delete(
         GROUP, VERSION, BACKUP_PLURAL, id="backup-cleanup", registry=registry, backoff=backoff
@@ -147,27 +174,141 @@ def _register_reconcile(
     plural: str,
     reconcile: Reconcile,
 ) -> None:
-    """One reconcile function, run on create, on a spec edit (a finished object then only
-    observes the new generation), on operator start and on a resync timer."""
+    """Backups and Restores: run on create, on a spec edit (a finished object then only
+    observes the new generation), on operator start, and on a resync timer while unfinished."""
+    _on_change_and_timer(
+        registry,
+        config,
+        plural,
+        kind,
+        on_change=lambda namespace, name: reconcile(api(), namespace, name, config),
+        timer_id="resync",
+        interval=config.resync_seconds,
+        when=_unfinished,
+    )
+
+
+def _on_change_and_timer(
+    registry: kopf.OperatorRegistry,
+    config: OperatorConfig,
+    plural: str,
+    kind: str,
+    *,
+    on_change: Callable[[str, str], None],
+    timer_id: str,
+    interval: float,
+    on_tick: Callable[[str, str], None] | None = None,
+    when: Callable[..., bool] | None = None,
+) -> None:
+    """The level-triggered shape every kind shares: `on_change` when an object is created,
+    edited or found at operator start; `on_tick` (default: `on_change`) every `interval`."""
     backoff = config.handler_backoff_seconds
+    tick = on_tick or on_change
 
     @kopf.on.create(GROUP, VERSION, plural, id=f"{kind}-start", registry=registry, backoff=backoff)
     @kopf.on.update(GROUP, VERSION, plural, id=f"{kind}-update", registry=registry, backoff=backoff)
     @kopf.on.resume(GROUP, VERSION, plural, id=f"{kind}-resume", registry=registry, backoff=backoff)
-    def start(namespace: str | None, name: str, **_: Any) -> None:
-        reconcile(api(), namespace or "", name, config)
+    def changed(namespace: str | None, name: str, **_: Any) -> None:
+        on_change(namespace or "", name)
 
     @kopf.timer(
+        GROUP, VERSION, plural, id=f"{kind}-{timer_id}", interval=interval, when=when,
+        registry=registry,
+    )  # fmt: skip
+    def timer(namespace: str | None, name: str, **_: Any) -> None:
+        tick(namespace or "", name)
+
+
+def _register_store(
+    registry: kopf.OperatorRegistry, config: OperatorConfig, api: _ApiHolder
+) -> None:
+    """BackupStores: checked when created, at once when their spec changes, on operator start,
+    then every `store_check_seconds` (the timer only asks whether a check is due, and follows
+    the one in flight); Backups and Restores waiting for a store go as soon as it appears."""
+
+    def store_changed(namespace: str, name: str) -> None:
+        reconcile_store(api(), namespace, name, config)
+        wake_waiting_for_store(api(), namespace, name, config)
+
+    _on_change_and_timer(
+        registry,
+        config,
+        STORE_PLURAL,
+        STORE_KIND.lower(),
+        on_change=store_changed,
+        on_tick=lambda namespace, name: reconcile_store(api(), namespace, name, config),
+        timer_id="check",
+        interval=min(config.resync_seconds, config.store_check_seconds),
+    )
+
+
+def _register_schedule(
+    registry: kopf.OperatorRegistry, config: OperatorConfig, api: _ApiHolder
+) -> None:
+    """BackupSchedules: reconciled when created, edited or found at start-up, every
+    `schedule_check_seconds` (a slot fires at most that late), at once when the trigger
+    annotation gets a new value (kopf's diff ignores lifeboat.dev/* annotations, so a filtered
+    event handler sees it), and when one of their Backups changes phase. On deletion their
+    Backups are released (kept), unless deleted in the foreground."""
+    backoff = config.handler_backoff_seconds
+    kind = SCHEDULE_KIND.lower()
+    _on_change_and_timer(
+        registry,
+        config,
+        SCHEDULE_PLURAL,
+        kind,
+        on_change=lambda namespace, name: reconcile_schedule(api(), namespace, name, config),
+        timer_id="tick",
+        interval=config.schedule_check_seconds,
+    )
+
+    def trigger_pending(annotations: kopf.Annotations, status: kopf.Status, **_: Any) -> bool:
+        return pending_trigger(dict(annotations), dict(status)) is not None
+
+    @kopf.on.event(
         GROUP,
         VERSION,
-        plural,
-        id=f"{kind}-resync",
-        interval=config.resync_seconds,
-        when=_unfinished,
+        SCHEDULE_PLURAL,
+        id=f"{kind}-trigger",
+        when=trigger_pending,
         registry=registry,
     )
-    def resync(namespace: str | None, name: str, **_: Any) -> None:
-        reconcile(api(), namespace or "", name, config)
+    def schedule_triggered(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile_schedule(api(), namespace or "", name, config)
+
+    @kopf.on.delete(
+        GROUP, VERSION, SCHEDULE_PLURAL, id=f"{kind}-release", registry=registry, backoff=backoff
+    )
+    def schedule_deleted(body: kopf.Body, **_: Any) -> None:
+        release_backups(api(), dict(body))
+
+    phases = PhaseMemory()
+
+    @kopf.on.event(
+        GROUP,
+        VERSION,
+        BACKUP_PLURAL,
+        id="scheduled-backup-watch",
+        labels={SCHEDULE_LABEL: kopf.PRESENT},
+        registry=registry,
+    )
+    def scheduled_backup_changed(
+        type: str | None, body: kopf.Body, namespace: str | None, uid: str | None, **_: Any
+    ) -> None:
+        """A scheduled Backup changed phase: its schedule's status, retention and waiting
+        Restores move now, not at the next tick."""
+        if type == "DELETED":
+            phases.forget(uid or "")
+            return
+        phase = (body.get("status") or {}).get("phase")
+        if not phases.changed(uid or "", phase):
+            return
+        schedule = owning_schedule(dict(body))
+        if schedule is not None:
+            reconcile_schedule(api(), namespace or "", schedule, config)
+        if phase in TERMINAL_PHASES:
+            label = body.get("metadata", {}).get("labels", {}).get(SCHEDULE_LABEL, "")
+            wake_restores_waiting_for_schedule(api(), namespace or "", label, config)
 
 
 def run(config: OperatorConfig, *, liveness_endpoint: str | None = None) -> None:

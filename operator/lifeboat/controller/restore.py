@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from kubernetes import client
 from pydantic import ValidationError
 
@@ -16,9 +14,10 @@ from lifeboat.api import (
     Engine,
     Phase,
     Restore,
-    StorageSpec,
+    StorageBackend,
     describe_validation_error,
 )
+from lifeboat.builders.backups import SCHEDULE_LABEL, TRIGGER_ANNOTATION, schedule_label_value
 from lifeboat.builders.jobs import (
     backup_url,
     build_restore_job,
@@ -31,12 +30,21 @@ from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.jobs import (
     Target,
     open_unfinished,
+    post_event,
     reconcile_job,
     resource_lock,
     write_verdict,
 )
+from lifeboat.controller.schedule_decisions import newest_completed, view_backup
+from lifeboat.controller.storage import (
+    SOURCE_STORE_FIELD,
+    STORE_NOT_FOUND,
+    age_seconds,
+    backup_location,
+    resolve_storage,
+)
 from lifeboat.controller.transitions import TERMINAL_PHASES, Verdict
-from lifeboat.kube.objects import list_custom, read_custom
+from lifeboat.kube.objects import list_custom, patch_status, read_custom
 
 
 def has_verification(status: Object) -> bool:
@@ -58,14 +66,6 @@ DRY_RUN_SUCCEEDED = Verdict(
 )
 
 
-def _age_seconds(obj: Object) -> float:
-    created = obj["metadata"].get("creationTimestamp")
-    if not created:
-        return 0.0
-    then = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-    return (datetime.now(UTC) - then).total_seconds()
-
-
 def reconcile_restore(
     api: client.ApiClient, namespace: str, name: str, config: OperatorConfig
 ) -> None:
@@ -74,6 +74,21 @@ def reconcile_restore(
         if opened is None:
             return
         target, restore = opened
+        has_result = has_plan if restore.spec.dry_run else has_verification
+        success = DRY_RUN_SUCCEEDED if restore.spec.dry_run else None
+        if target.status.get("jobName"):
+            # The Job was created: follow it. Its Backup, that Backup's store or schedule may
+            # have changed or gone since, which must not fail a restore already under way.
+            reconcile_job(
+                api,
+                target,
+                config,
+                job_name=restore_job_name(restore),
+                build_job=_job_already_created,
+                has_result=has_result,
+                success=success,
+            )
+            return
         resolved = _resolve_source(api, target, restore, config)
         if resolved is None:
             return
@@ -90,10 +105,14 @@ def reconcile_restore(
                 target=database,
                 defaults=config.job_defaults,
             ),
-            has_result=has_plan if restore.spec.dry_run else has_verification,
+            has_result=has_result,
             extra=_restore_facts(database, backup_name),
-            success=DRY_RUN_SUCCEEDED if restore.spec.dry_run else None,
+            success=success,
         )
+
+
+def _job_already_created() -> Object:
+    raise AssertionError("reconcile_job builds a Job only for a Restore without status.jobName")
 
 
 def wake_restores_waiting_for(
@@ -111,27 +130,106 @@ def _restore_facts(database: DatabaseSpec, backup_name: str | None) -> Object:
     facts: Object = {"engine": database.engine.value, "database": database_label(database)}
     if backup_name is not None:
         facts["verification"] = {"backupName": backup_name}
+        facts["resolvedBackup"] = backup_name
     return facts
+
+
+def _resolve_schedule_ref(
+    api: client.ApiClient, target: Target, schedule_name: str, config: OperatorConfig
+) -> str | None:
+    """spec.scheduleRef: the schedule's newest Completed Backup (by slot), chosen once and
+    recorded in status.resolvedBackup before anything else happens, then never chosen again
+    (not after a restart, a resync, or a newer Backup completing). None, with status written,
+    while the schedule has no Completed Backup (waiting up to backup_wait_seconds)."""
+    recorded = target.status.get("resolvedBackup")
+    if recorded:
+        return str(recorded)
+    label = schedule_label_value(schedule_name)
+    listed = list_custom(
+        api, BACKUP_PLURAL, target.namespace, label_selector=f"{SCHEDULE_LABEL}={label}"
+    )
+    newest = newest_completed(view_backup(obj, schedule_uid="") for obj in listed)
+    if newest is None:
+        wait = config.backup_wait_seconds
+        if age_seconds(target.obj) < wait:
+            verdict = Verdict(
+                Phase.PENDING,
+                "WaitingForBackup",
+                f"BackupSchedule {schedule_name} has no Completed Backup yet; waiting up to "
+                f"{wait:g}s for one",
+            )
+        else:
+            verdict = Verdict(
+                Phase.FAILED,
+                "BackupNotFound",
+                f"BackupSchedule {schedule_name} has no Completed Backup in namespace "
+                f"{target.namespace} (waited {wait:g}s; kubectl get backups -l "
+                f"{SCHEDULE_LABEL}={label} lists its Backups): back up first (annotate the "
+                f"schedule with {TRIGGER_ANNOTATION}=<any new value>), or name a Backup in "
+                "spec.backupRef; then create a new Restore",
+            )
+        write_verdict(api, target, verdict)
+        return None
+    patch_status(
+        api, RESTORE_PLURAL, target.namespace, target.name, {"resolvedBackup": newest.name}
+    )
+    post_event(
+        target.obj,
+        "Normal",
+        "BackupResolved",
+        f"restoring Backup {newest.name}, the newest Completed Backup of BackupSchedule "
+        f"{schedule_name}",
+    )
+    return newest.name
+
+
+def wake_restores_waiting_for_schedule(
+    api: client.ApiClient, namespace: str, schedule_label: str, config: OperatorConfig
+) -> None:
+    """A Backup of a schedule just completed: Restores still waiting for that schedule's first
+    Completed Backup go now, not at their next resync."""
+    for obj in list_custom(api, RESTORE_PLURAL, namespace):
+        ref = ((obj.get("spec") or {}).get("scheduleRef") or {}).get("name")
+        status = obj.get("status") or {}
+        if (
+            ref
+            and schedule_label_value(ref) == schedule_label
+            and not status.get("resolvedBackup")
+            and status.get("phase") not in TERMINAL_PHASES
+        ):
+            reconcile_restore(api, namespace, obj["metadata"]["name"], config)
 
 
 def _resolve_source(
     api: client.ApiClient, target: Target, restore: Restore, config: OperatorConfig
-) -> tuple[StorageSpec, str, DatabaseSpec, str | None] | None:
+) -> tuple[StorageBackend, str, DatabaseSpec, str | None] | None:
     """Where to restore from and into; None (with status written) when not possible yet."""
     spec = restore.spec
     if spec.source is not None:
         assert spec.target is not None  # the schema and the model require it with source
+        source = resolve_storage(
+            api, target, spec.source.storage, field=SOURCE_STORE_FIELD, config=config
+        )
+        if isinstance(source, Verdict):
+            write_verdict(api, target, source)
+            return None
         return (
-            spec.source.storage,
-            storage_url(spec.source.storage, spec.source.path),
+            source.backend,
+            storage_url(source.backend, spec.source.path),
             spec.target,
             None,
         )
-    assert spec.backup_ref is not None
-    backup_name = spec.backup_ref.name
+    if spec.schedule_ref is not None:
+        resolved = _resolve_schedule_ref(api, target, spec.schedule_ref.name, config)
+        if resolved is None:
+            return None
+        backup_name = resolved
+    else:
+        assert spec.backup_ref is not None
+        backup_name = spec.backup_ref.name
     backup_obj = read_custom(api, BACKUP_PLURAL, target.namespace, backup_name)
     if backup_obj is None:
-        if _age_seconds(target.obj) < config.backup_wait_seconds:
+        if age_seconds(target.obj) < config.backup_wait_seconds:
             write_verdict(
                 api,
                 target,
@@ -147,7 +245,13 @@ def _resolve_source(
                     Phase.FAILED,
                     "BackupNotFound",
                     f"Backup {backup_name} does not exist in namespace {target.namespace}; "
-                    "fix spec.backupRef.name or restore from spec.source",
+                    + (
+                        f"it was the newest Completed Backup of BackupSchedule "
+                        f"{spec.schedule_ref.name} and has been deleted since: create a new "
+                        "Restore"
+                        if spec.schedule_ref is not None
+                        else "fix spec.backupRef.name or restore from spec.source"
+                    ),
                 ),
             )
         return None
@@ -202,4 +306,18 @@ def _resolve_source(
             ),
         )
         return None
-    return backup.spec.storage, backup_url(backup), database, backup_name
+    storage = backup_location(api, backup)  # where it was written: status.storage
+    if storage is None:
+        write_verdict(
+            api,
+            target,
+            Verdict(
+                Phase.FAILED,
+                STORE_NOT_FOUND,
+                f"Backup {backup_name} never recorded its status.storage and the BackupStore its "
+                "spec.storage.storeRef names does not exist: where the backup is cannot be told; "
+                "restore it from spec.source",
+            ),
+        )
+        return None
+    return storage, backup_url(backup, storage), database, backup_name

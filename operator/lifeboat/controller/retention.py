@@ -16,13 +16,15 @@ And what retention never does:
 - failed backups never count toward any rule and never cause a good one to be pruned; they are
   pruned by their own limit (`failedBackupsHistoryLimit`, newest kept);
 - backups still pending or running are never pruned;
+- a backup an unfinished Restore reads (`protected`) is never pruned: it is kept with the rule
+  `restore` until that Restore has finished;
 - with no rule at all, every successful backup is kept.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -91,8 +93,14 @@ _PERIODS: tuple[tuple[str, str, Period], ...] = (
 
 
 def decide_retention(
-    backups: Sequence[BackupRecord], policy: RetentionPolicy, *, now: datetime, zone: ZoneInfo
+    backups: Sequence[BackupRecord],
+    policy: RetentionPolicy,
+    *,
+    now: datetime,
+    zone: ZoneInfo,
+    protected: Collection[str] = (),
 ) -> RetentionDecision:
+    """`protected`: names of backups an unfinished Restore reads; never pruned."""
     decision = RetentionDecision()
     good = sorted(
         (b for b in backups if b.outcome is Outcome.SUCCEEDED), key=lambda b: b.time, reverse=True
@@ -132,12 +140,19 @@ def decide_retention(
                     keep(backup, "maxAge")
         if good:
             keep(good[0], "newest")
+    for backup in good:
+        if backup.name in protected and backup.name not in decision.kept:
+            keep(backup, "restore")
     decision.pruned = [b.name for b in good if b.name not in decision.kept]
-    decision.pruned += [b.name for b in failed[policy.failed_history_limit :]]
+    decision.pruned += [
+        b.name for b in failed[policy.failed_history_limit :] if b.name not in protected
+    ]
     return decision
 
 
 _DURATION_PART = r"(\d+)(h|m|s|d|w)"
+MAX_DURATION_SECONDS = 1000 * 365 * 86400
+"""Longer durations overflow Python's timedelta (and mean "for ever" anyway)."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -151,4 +166,6 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(int(n) * units[u] for n, u in re.findall(_DURATION_PART, text))
     if seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"{text!r} is too long a duration: at most 1000 years (8760000h)")
     return timedelta(seconds=seconds)

@@ -3,11 +3,17 @@
 A slot is a moment the cron expression names, in the schedule's time zone. The rules, which
 the schedule controller only applies:
 
+- "Now" is the operator's clock, passed in: nothing here reads a clock.
 - Only the most recent slot that has come is ever considered: after any downtime (the operator
-  stopped, the schedule suspended) at most one missed slot is caught up, never a burst.
-- A slot earlier than the schedule's creation, or not later than the last slot already
-  scheduled, is not due again.
+  stopped) at most one missed slot is caught up, never a burst.
+- A slot fires only if the operator planned it: it is at or after the next slot the operator
+  last computed (`status.nextScheduleTime`). Nothing is planned for a schedule seen for the first
+  time, resumed, or fixed after it was invalid, so no slot of the past fires then; and a changed
+  cron expression plans anew from now (edits affect future slots only).
+- A slot already handled (a Backup created for it, or skipped) never fires again, nor does a
+  later instant with the same wall-clock name.
 - A slot missed by more than `startingDeadlineSeconds` is skipped.
+- While the schedule is suspended, every slot that comes is skipped (and recorded as such).
 - A slot is named by its wall-clock time in the schedule's time zone (`nightly-20261203-0200`),
   so the hour that repeats when DST ends gives both of its instants the same name, and the
   second one finds the Backup already there: one backup per wall-clock slot.
@@ -89,12 +95,18 @@ class Schedule:
     def previous(self, now: datetime) -> datetime:
         """The most recent slot at or before `now` (an aware datetime in the schedule's zone)."""
         local = now.astimezone(self.zone)
-        # croniter's get_prev is strictly before its start: start a second later to include now.
+        # croniter's get_prev is strictly before its start: start a second later to include now,
+        # from whole seconds (01:59:59.5 + 1s must not reach the 02:00 slot).
+        start = local.replace(microsecond=0) + timedelta(seconds=1)
         try:
-            slot = croniter(self.expression, local + timedelta(seconds=1)).get_prev(datetime)
+            slot = _aware(croniter(self.expression, start).get_prev(datetime), self.zone)
+            for _ in range(3):  # wall-clock arithmetic around a DST change: never in the future
+                if slot <= now:
+                    break
+                slot = _aware(croniter(self.expression, slot).get_prev(datetime), self.zone)
         except (CroniterBadCronError, CroniterBadDateError) as exc:  # pragma: no cover - checked
             raise InvalidSchedule(f"spec.schedule: {exc}") from None
-        return _aware(slot, self.zone)
+        return slot
 
     def next(self, now: datetime) -> datetime:
         """The first slot strictly after `now` that is a new wall-clock time.
@@ -142,36 +154,45 @@ class SlotDecision(StrEnum):
     DUE = "Due"
     MISSED = "Missed"
     """The slot came more than startingDeadlineSeconds ago: skipped."""
+    SUSPENDED = "Suspended"
+    """The slot came while the schedule was suspended: skipped."""
 
 
 @dataclass(frozen=True)
 class SlotCheck:
     decision: SlotDecision
     slot: datetime | None
-    """The slot considered (the most recent one that has come), if any."""
+    """The slot decided about (the most recent one that has come); None when nothing is due."""
     next_slot: datetime
-    """The first slot after now: when to look again."""
+    """The first slot after now: what to plan (status.nextScheduleTime)."""
 
 
 def check_slot(
     schedule: Schedule,
     *,
     now: datetime,
-    created: datetime,
-    last_scheduled: datetime | None,
+    planned: datetime | None,
+    last_slot: datetime | None,
     starting_deadline_seconds: int | None,
+    suspended_since: datetime | None = None,
 ) -> SlotCheck:
-    """Is a slot due now? Only the most recent slot that has come is considered."""
+    """Is a slot due now? Only the most recent slot that has come is considered.
+
+    `planned` is the next slot the operator last planned (None: nothing planned yet);
+    `last_slot` the most recent slot already handled, created or skipped; `suspended_since`
+    when the operator saw the schedule suspended (None: it is not suspended)."""
     next_slot = schedule.next(now)
     slot = schedule.previous(now)
-    floor = max(created, last_scheduled) if last_scheduled is not None else created
-    if slot < created:
+    handled = last_slot is not None and (
+        slot <= last_slot or slot_label(slot, schedule.zone) == slot_label(last_slot, schedule.zone)
+    )
+    came_as_planned = planned is not None and slot >= planned
+    if suspended_since is not None:
+        if not handled and (came_as_planned or slot >= suspended_since):
+            return SlotCheck(SlotDecision.SUSPENDED, slot, next_slot)
         return SlotCheck(SlotDecision.NOT_DUE, None, next_slot)
-    if last_scheduled is not None and (
-        slot <= floor
-        or slot_label(slot, schedule.zone) == slot_label(last_scheduled, schedule.zone)
-    ):
-        return SlotCheck(SlotDecision.NOT_DUE, slot, next_slot)
+    if handled or not came_as_planned:
+        return SlotCheck(SlotDecision.NOT_DUE, None, next_slot)
     late = (now - slot).total_seconds()
     if starting_deadline_seconds is not None and late > starting_deadline_seconds:
         return SlotCheck(SlotDecision.MISSED, slot, next_slot)

@@ -134,15 +134,91 @@ def read_custom(api: client.ApiClient, plural: str, namespace: str, name: str) -
         raise KubeError(f"reading {plural} {namespace}/{name}", exc) from None
 
 
-def list_custom(api: client.ApiClient, plural: str, namespace: str) -> list[Object]:
+def list_custom(
+    api: client.ApiClient, plural: str, namespace: str, *, label_selector: str | None = None
+) -> list[Object]:
     try:
         response = client.CustomObjectsApi(api).list_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, _preload_content=False
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            label_selector=label_selector,
+            _preload_content=False,
         )
     except ApiException as exc:
         raise KubeError(f"listing {plural} in {namespace}", exc) from None
     items: list[Object] = _json(response).get("items", [])
     return items
+
+
+def create_or_adopt_custom(api: client.ApiClient, plural: str, body: Object) -> tuple[Object, bool]:
+    """Create a Lifeboat object; if one with its name exists, return that one (never a second).
+
+    Returns (object, created), like `create_or_adopt_job`."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    try:
+        created = client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, body, _preload_content=False
+        )
+        return _json(created), True
+    except ApiException as exc:
+        what = f"creating {plural} {namespace}/{name}"
+        if _refused_because_terminating(exc):
+            raise NamespaceTerminating(what, exc) from None
+        if exc.status != 409:
+            raise KubeError(what, exc) from None
+    existing = read_custom(api, plural, namespace, name)
+    if existing is None:  # deleted between our create and read: let the caller retry
+        raise KubeError(
+            f"{plural} {namespace}/{name} vanished while adopting it",
+            ApiException(status=404, reason="NotFound"),
+        )
+    return existing, False
+
+
+def patch_custom(
+    api: client.ApiClient, plural: str, namespace: str, name: str, patch: Object
+) -> Object | None:
+    """Merge-patch a Lifeboat object (metadata or spec, not status). None if it is gone."""
+    try:
+        return _json(
+            client.CustomObjectsApi(api).patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, patch, _preload_content=False
+            )
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise KubeError(f"patching {plural} {namespace}/{name}", exc) from None
+
+
+def delete_custom(
+    api: client.ApiClient,
+    plural: str,
+    namespace: str,
+    name: str,
+    *,
+    uid: str,
+    propagation: str = "Background",
+) -> bool:
+    """Delete the Lifeboat object `name` if it is still the one with `uid` (never one created
+    since under the same name). False if it was already gone or is another object now."""
+    try:
+        client.CustomObjectsApi(api).delete_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            body={"propagationPolicy": propagation, "preconditions": {"uid": uid}},
+            _preload_content=False,
+        )
+    except ApiException as exc:
+        if exc.status in (404, 409):
+            return False
+        raise KubeError(f"deleting {plural} {namespace}/{name}", exc) from None
+    return True
 
 
 def patch_status(

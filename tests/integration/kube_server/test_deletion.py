@@ -111,6 +111,48 @@ def test_foreground_deletion_removes_dependents_first(
     assert not widgets.exists()
 
 
+def test_an_owner_with_its_own_finalizer_waits_in_the_foreground_for_its_dependents(
+    core: kubernetes.client.CoreV1Api, widgets: Widgets
+) -> None:
+    """What `kubectl delete backupschedule --cascade=foreground` relies on: the owner's own
+    finalizer (an operator's) goes first, the owner stays until its dependents are gone."""
+    body = widget()
+    body["metadata"]["finalizers"] = ["example.dev/operator"]
+    owner = widgets.create(body)
+    core.create_namespaced_config_map(
+        "default", owned_config_map("child", owner, finalizers=["example.dev/keep"])
+    )
+    widgets.delete(propagation_policy="Foreground")
+    finalizers = widgets.get()["metadata"]["finalizers"]
+    assert finalizers == ["example.dev/operator", "foregroundDeletion"]
+    assert core.read_namespaced_config_map("child", "default").metadata.deletion_timestamp
+    widgets.patch("w1", {"metadata": {"finalizers": ["foregroundDeletion"]}})
+    assert widgets.get()["metadata"]["finalizers"] == ["foregroundDeletion"]
+    core.patch_namespaced_config_map(
+        "child", "default", [{"op": "remove", "path": "/metadata/finalizers"}]
+    )
+    assert not widgets.exists()
+
+
+def test_dependents_released_by_the_owners_finalizer_outlive_it(
+    core: kubernetes.client.CoreV1Api, widgets: Widgets
+) -> None:
+    """What deleting a BackupSchedule relies on: while the owner waits for its own finalizer,
+    an operator removes the ownerReference from a dependent; when the owner goes, the garbage
+    collector deletes only the dependents still owned."""
+    body = widget()
+    body["metadata"]["finalizers"] = ["example.dev/operator"]
+    owner = widgets.create(body)
+    core.create_namespaced_config_map("default", owned_config_map("released", owner))
+    core.create_namespaced_config_map("default", owned_config_map("owned", owner))
+    widgets.delete()
+    assert config_map_names(core) == ["owned", "released"]  # nothing goes while it waits
+    core.patch_namespaced_config_map("released", "default", {"metadata": {"ownerReferences": None}})
+    widgets.patch("w1", {"metadata": {"finalizers": None}})
+    assert not widgets.exists()
+    assert config_map_names(core) == ["released"]
+
+
 def test_jobs_are_orphaned_by_default_with_a_warning(kube_api: kubernetes.client.ApiClient) -> None:
     batch = kubernetes.client.BatchV1Api(kube_api)
     core = kubernetes.client.CoreV1Api(kube_api)

@@ -70,7 +70,12 @@ class Cluster:
         self.core.create_namespaced_secret(self.namespace, body)
 
     def create(self, plural: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        kind = {"backups": "Backup", "restores": "Restore"}[plural]
+        kind = {
+            "backups": "Backup",
+            "restores": "Restore",
+            "backupstores": "BackupStore",
+            "backupschedules": "BackupSchedule",
+        }[plural]
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": kind,
@@ -180,7 +185,7 @@ def _prepare_namespace(cluster: Cluster) -> None:
 
 def _tear_down_namespace(cluster: Cluster) -> None:
     """Finalizers would keep the namespace terminating once no operator runs: drop them."""
-    for plural in ("backups", "restores"):
+    for plural in ("backups", "restores", "backupschedules"):
         listed = cluster.custom.list_namespaced_custom_object(
             GROUP, VERSION, cluster.namespace, plural
         )
@@ -207,6 +212,7 @@ def test_config(kubeconfig: Path, **changes: Any) -> OperatorConfig:
         "unschedulable_seconds": 1.0,
         "volume_mount_seconds": 1.0,
         "backup_wait_seconds": 2.0,
+        "store_wait_seconds": 2.0,
         "cleanup_retry_seconds": 0.5,
         "error_backoffs": (0.1, 0.2, 0.5),
         "handler_backoff_seconds": 0.2,

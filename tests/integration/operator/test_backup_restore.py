@@ -142,3 +142,25 @@ def test_mariadb_backup_restored_into_a_new_database_through_spec_target(
     assert restored["database"] == target.name
     assert target.row_counts() == source.row_counts()
     assert maria.fingerprint(target) == maria.fingerprint(source)
+
+
+def test_a_started_restore_follows_its_job_when_its_backup_is_deleted(
+    cluster: Cluster, lifeboat_operator: OperatorControl, sqlite_shop: Any
+) -> None:
+    cluster.create("backups", "shop", sqlite_shop.spec())
+    assert cluster.wait_phase("backups", "shop", "Completed", "Failed")["phase"] == "Completed"
+    cluster.runner.hold_when(lambda namespace, name: "-restore-" in name)
+    cluster.create("restores", "shop-restore", {"backupRef": {"name": "shop"}})
+    cluster.wait_for(lambda: cluster.status("restores", "shop-restore").get("jobName"))
+    cluster.delete("backups", "shop")  # Retain: the files stay; the object goes
+    cluster.wait_for(lambda: cluster.get("backups", "shop") is None)
+    # A restarted operator that would look for the Backup again fails at once without waiting.
+    lifeboat_operator.stop()
+    lifeboat_operator.start(backup_wait_seconds=0)
+    cluster.runner.hold_when(None)
+    cluster.runner.release(cluster.status("restores", "shop-restore")["jobName"])
+
+    status = cluster.wait_phase("restores", "shop-restore", "Completed", "Failed")
+
+    assert status["phase"] == "Completed", status
+    assert status["resolvedBackup"] == "shop"

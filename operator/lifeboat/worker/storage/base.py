@@ -8,13 +8,26 @@ upload).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from lifeboat.worker.streams import Readable
 
 WRITE_PROBE = ".lifeboat-write-check"
 """The key `check_writable` writes and removes; never part of a backup."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object found by `Storage.list_objects`."""
+
+    key: str
+    """Name relative to the storage's location, '/'-separated: "shop/db-1a2b3c4d/manifest.json"."""
+
+    size: int
+    """Bytes stored."""
 
 
 class ObjectWriter(Protocol):
@@ -61,4 +74,15 @@ class Storage(Protocol):
 
     def delete(self, keys: list[str]) -> None:
         """Delete objects; missing ones are not an error."""
+        ...
+
+    def list_objects(self, prefix: str = "") -> Iterator[StoredObject]:
+        """Every object below this location whose key starts with `prefix`, at any depth, in no
+        particular order: what `list_backups` searches for manifests. BucketNotFound,
+        AccessDenied, BackupNotFound (no such directory) on failure."""
+        ...
+
+    def at(self, path: str) -> Storage:
+        """The location `path` ('a/b/') below this one, on the same server with the same
+        credentials: a backup found by `list_objects`."""
         ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -18,12 +19,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lifeboat.worker.errors import AccessDenied, BackupNotFound, DiskFull, StorageError
-from lifeboat.worker.storage.base import WRITE_PROBE, ObjectWriter
+from lifeboat.worker.storage.base import WRITE_PROBE, ObjectWriter, StoredObject
 from lifeboat.worker.streams import Readable
 
 FILE_MODE = 0o640
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+_PARTIAL = re.compile(r"^\..+\.partial-[0-9a-f]{12}$")
+"""A write in flight (see `_writing`): not an object yet."""
 
 
 def _storage_error(exc: OSError, doing: str, path: Path) -> StorageError:
@@ -112,7 +115,40 @@ class LocalStorage:
         if keys and self.directory.is_dir():
             self._sync_directory()
 
+    def list_objects(self, prefix: str = "") -> Iterator[StoredObject]:
+        """Files below the directory (recursively, symlinks not followed) in key order; writes
+        in flight (hidden `.partial-` files) are not objects yet and are skipped."""
+        if not self.directory.is_dir():
+            if self.directory.exists():
+                raise StorageError(f"{self.directory} is not a directory")
+            raise BackupNotFound(f"no directory at {self.uri()}")
+        yield from (o for o in self._walk(self.directory, "") if o.key.startswith(prefix))
+
+    def at(self, path: str) -> LocalStorage:
+        """The directory `path` below this one."""
+        parts = [part for part in path.split("/") if part]
+        if any(part in (".", "..") or "\\" in part or "\0" in part for part in parts):
+            raise ValueError(f"a location below {self.uri()} is a relative path, got {path!r}")
+        return LocalStorage(self.directory.joinpath(*parts))
+
     # Internals
+
+    def _walk(self, directory: Path, relative: str) -> Iterator[StoredObject]:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as exc:
+            raise _storage_error(exc, "listing", directory) from exc
+        for entry in entries:
+            key = f"{relative}{entry.name}"
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    yield from self._walk(Path(entry.path), f"{key}/")
+                elif entry.is_file(follow_symlinks=False) and not _PARTIAL.match(entry.name):
+                    yield StoredObject(key, entry.stat(follow_symlinks=False).st_size)
+            except FileNotFoundError:  # removed while listing: it is not there any more
+                continue
+            except OSError as exc:
+                raise _storage_error(exc, "listing", Path(entry.path)) from exc
 
     def _path(self, key: str) -> Path:
         if not key or key in (".", "..") or "/" in key or "\\" in key or "\0" in key:

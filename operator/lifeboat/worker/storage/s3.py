@@ -35,6 +35,7 @@ bytes; any progress restores the allowance, so many blips spread over a long rea
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -67,7 +68,7 @@ from lifeboat.worker.errors import (
     StorageUnreachable,
     UsageError,
 )
-from lifeboat.worker.storage.base import WRITE_PROBE, ObjectWriter
+from lifeboat.worker.storage.base import WRITE_PROBE, ObjectWriter, StoredObject
 from lifeboat.worker.streams import CHUNK_SIZE, Readable
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ _CREDENTIAL_SOURCES = {
 }
 _PERMISSIONS = {
     "HeadBucket": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
     "HeadObject": "s3:GetObject",
     "GetObject": "s3:GetObject",
     "PutObject": "s3:PutObject",
@@ -206,6 +208,7 @@ class S3Storage:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         read_resumes: int = 3,
+        list_page_size: int = 1000,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
@@ -224,6 +227,7 @@ class S3Storage:
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self.min_part_size = min_part_size
         self.read_resumes = read_resumes
+        self.list_page_size = list_page_size
         try:
             self._session = boto3.session.Session(
                 region_name=region or env.get("AWS_REGION") or None
@@ -339,6 +343,35 @@ class S3Storage:
                 raise StorageError(
                     f"could not delete {len(failed)} object(s), e.g. {where} ({message})"
                 )
+
+    def list_objects(self, prefix: str = "") -> Iterator[StoredObject]:
+        """ListObjectsV2 below the location, page by page (`list_page_size` keys a page, 1000 by
+        default, S3's maximum), in key order."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.bucket,
+            Prefix=self.prefix + prefix,
+            PaginationConfig={"PageSize": self.list_page_size},
+        )
+        iterator = iter(pages)
+        while True:
+            # Each page is one request: its failure is a typed StorageError like any other call.
+            page = self._call("ListObjectsV2", None, partial(next, iterator, None))
+            if page is None:
+                return
+            for item in page.get("Contents", []):
+                name = item.get("Key", "")
+                if name.startswith(self.prefix) and name != self.prefix:
+                    yield StoredObject(name[len(self.prefix) :], item.get("Size", 0))
+
+    def at(self, path: str) -> S3Storage:
+        """The prefix `path` below this one, sharing this client (and its credentials)."""
+        parts = [part for part in path.split("/") if part]
+        if any(part in (".", "..") for part in parts):
+            raise ValueError(f"a location below {self.uri()} is a relative path, got {path!r}")
+        child = copy.copy(self)
+        child.prefix = self.prefix + "".join(f"{part}/" for part in parts)
+        return child
 
     # Internals
 
