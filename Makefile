@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit integration crds bench clean system-deps
+.PHONY: setup demo test test-faults lint typecheck unit integration crds bench clean system-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is needed"'
@@ -23,12 +23,19 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/lifeboat demo
 
-## Database servers and client tools the integration tests run for real (needs root, Debian).
+## Database servers and client tools the integration tests run for real (needs root, Debian),
+## and promtool (Debian's prometheus package), which checks the chart's alert rules.
 system-deps:
 	@if ! command -v pg_dump >/dev/null || ! command -v mariadb-dump >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql mariadb-server >/dev/null; \
 	  else echo "system-deps: run as root, or install postgresql and mariadb-server yourself"; exit 1; fi; \
+	fi
+	@if ! command -v promtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; } \
+	      || echo "system-deps: prometheus (promtool) could not be installed: the alert-rule tests skip"; \
+	  else echo "system-deps: promtool is missing (apt-get install prometheus): the alert-rule tests skip"; fi; \
 	fi
 
 lint: setup
@@ -39,9 +46,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-## The whole suite: lint, types, then every test against real servers.
+## The whole suite: lint, types, then every test against real servers, the long fault tests
+## (S3 outages of ~30 s, marked `faults`) included. A bare `pytest` leaves those out.
 test: system-deps setup lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -m ''
+
+## Only the long fault tests.
+test-faults: system-deps setup
+	$(BIN)/pytest -m faults
 
 unit: setup
 	$(BIN)/pytest tests/unit
@@ -49,13 +61,17 @@ unit: setup
 integration: system-deps setup
 	$(BIN)/pytest tests/integration
 
-## Regenerate crds/*.yaml from the pydantic models.
+## Regenerate crds/*.yaml (and the chart's copies) and docs/api.md from the pydantic models.
 crds: setup
-	$(BIN)/lifeboat crds --output crds
+	$(BIN)/lifeboat crds --output crds --docs docs/api.md
+	cp crds/*.yaml charts/lifeboat/crds/
 
-## Throughput and memory against baselines measured in the same run.
+## Throughput and memory against baselines measured in the same run (docs/benchmarks.md); the
+## peers need pigz (Debian) and awscli (installed by the benchmark into .venv/awscli).
 bench: system-deps setup
-	$(BIN)/python -m benchmarks --breakdown
+	@command -v pigz >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pigz >/dev/null; } \
+	  || echo "bench: pigz is missing (apt-get install pigz): the PostgreSQL peer is skipped"
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache demo-output

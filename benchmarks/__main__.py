@@ -1,324 +1,327 @@
-"""Backup and restore throughput and memory of the worker, next to pg_dump/pg_restore.
+"""Lifeboat side by side with the dump tools alone and with the pipelines users run today.
 
-Starts a throwaway PostgreSQL server, fills a database of --size-mb with pgbench, then times:
+    python -m benchmarks                 # the full run (make bench); about 25 minutes on 2 cores
+    python -m benchmarks --smoke         # seconds: every code path on tiny data, no verdicts
 
-  baseline   pg_dump -Fc -Z0 > /dev/null           (the dump tool alone, no compression)
-  lifeboat   backup --compression none  -> local directory
-  lifeboat   backup --compression zstd  -> local directory
-  lifeboat   backup --compression zstd  -> S3 (moto server over HTTP on 127.0.0.1)
-  baseline   pg_restore -d (from a -Fc file)
-  lifeboat   restore (zstd, local) with checksum pass, verification and atomic swap
+It starts its own servers (PostgreSQL, MariaDB, moto's S3 server over HTTP in its own process),
+generates deterministic data at two sizes (the full size and 1/--fraction of it), and then runs,
+interleaved in rounds (every task of every engine and size once per round, in an order rotated
+per round):
 
-and prints wall time, throughput (database bytes per second), peak RSS (the kernel's
-`ru_maxrss` from `wait4`: the largest resident set of the process and of the children it
-reaped, so for `lifeboat restore` it includes pg_restore and psql), and each run's time
-relative to its baseline. Nothing is estimated: every number
-comes from a run in this invocation.
+  limit     pg_dump -Fc -Z0 > /dev/null              mariadb-dump --single-transaction --quick
+  lifeboat  backup -> S3, backup -> a directory (defaults)
+  peer      pg_dump -Fc -Z0 | pigz | aws s3 cp -     mariadb-dump ... | gzip | aws s3 cp -
+  limit     pg_restore --single-transaction -d       mariadb DB < dump.sql
+  lifeboat  restore <- S3 (checksum pass, verification, commit)
+
+then the operator (1,000 Backups at once against the test API server, the real operator, a fast
+worker stand-in) and the worker's progress reporting (a real backup reporting to a Backup's
+status). It prints one table: medians, ranges, ratios taken within each round, artifact sizes,
+peak RSS, CPU of the client, the database server and the S3 server, and the CPU other work took
+on the machine meanwhile ("noise"), then the targets of issue 10 with their verdicts.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
-from psycopg import sql
-
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-from tests.support.postgres import _as_postgres, _find_bin_dir, _start_cluster  # noqa: E402
+from benchmarks import data  # noqa: E402
+from benchmarks.measure import CommandFailed, run_measured, wait_for_quiet  # noqa: E402
+from benchmarks.report import ORDER, Result, Table, render_targets  # noqa: E402
+from benchmarks.scenarios import (  # noqa: E402
+    BUCKET,
+    Scenario,
+    mariadb_scenario,
+    postgres_scenario,
+    set_up,
+)
+from benchmarks.servers import MariaDB, Postgres, S3Server  # noqa: E402
 
-LIFEBOAT = str(Path(sys.executable).parent / "lifeboat")
-
-
-@dataclass
-class Run:
-    name: str
-    seconds: float
-    peak_rss_mib: float
-    output_bytes: int | None = None
-    baseline: str | None = None
-
-
-def measure(name: str, argv: list[str], env: dict[str, str], **popen: object) -> Run:
-    """Run a command to completion; wall time and the peak RSS the kernel recorded for it."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, **popen)  # type: ignore[call-overload]
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{name} failed with exit code {proc.returncode}: {' '.join(argv)}")
-    return Run(name, elapsed, usage.ru_maxrss / 1024)
+AWSCLI_VERSION = "1.46.3"
+AWSCLI_VENV = REPO / ".venv" / "awscli"
 
 
-def fill_database(server, bin_dir: Path, dbname: str, size_mb: int, env: dict[str, str]) -> int:
-    with server.connect() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    # Half pgbench (numbers and blank padding, compresses very well), half an events table of
-    # hex text (compresses about 2:1): closer to real data than either alone.
-    scale = max(1, round(size_mb / 2 / 15))  # pgbench: ~15 MB per scale unit with indexes
-    events = max(1, size_mb // 2) * 4_000  # ~250 bytes per row with its index
-    print(f"filling {dbname}: pgbench scale {scale} + {events} event rows...", flush=True)
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def ensure_awscli(install: bool) -> str | None:
+    """awscli from PyPI in a virtualenv of its own (its botocore pins differ from ours)."""
+    aws = AWSCLI_VENV / "bin" / "aws"
+    if aws.exists():
+        return str(aws)
+    if not install:
+        return shutil.which("aws")
+    log(f"installing awscli {AWSCLI_VERSION} into {AWSCLI_VENV} ...")
+    subprocess.run([sys.executable, "-m", "venv", str(AWSCLI_VENV)], check=True)
     subprocess.run(
-        [
-            str(bin_dir / "pgbench"),
-            "-i",
-            "-q",
-            "-s",
-            str(scale),
-            "-h",
-            server.host,
-            "-p",
-            str(server.port),
-            "-U",
-            server.user,
-            dbname,
-        ],
-        env=env,
+        [str(AWSCLI_VENV / "bin" / "pip"), "install", "--quiet", f"awscli=={AWSCLI_VERSION}"],
         check=True,
-        capture_output=True,
     )
-    with server.connect(dbname) as conn:
-        conn.execute(
-            "CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz, kind text, payload text)"
-        )
-        conn.execute(
-            "INSERT INTO events SELECT g, now() - g * interval '1 second', "
-            "(ARRAY['click','view','buy'])[1 + g %% 3], "
-            "md5(g::text) || md5((g * 31)::text) || md5((g * 77)::text) || md5((g * 97)::text) "
-            "FROM generate_series(1, %s) g",
-            (events,),
-        )
-        conn.execute("VACUUM ANALYZE")
-        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-        assert row is not None
-        return int(row[0])
+    return str(aws)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--size-mb", type=int, default=1024, help="database size to generate")
-    parser.add_argument("--skip-s3", action="store_true")
-    parser.add_argument("--skip-restore", action="store_true")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every task (default 3)")
     parser.add_argument(
-        "--breakdown",
-        action="store_true",
-        help="also time the pieces of a backup's overhead: the Python stream alone, row counts "
-        "alone, and pg_dump while the counts run",
+        "--pg-size-mb",
+        type=int,
+        default=2048,
+        help="PostgreSQL data set at full size: pgbench scale 100 + 650,000 documents per 2048",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--mariadb-size-mb",
+        type=int,
+        default=1024,
+        help="MariaDB data set at full size: 8 sysbench tables, 500,000 rows each per 1024",
+    )
+    parser.add_argument(
+        "--fraction",
+        type=int,
+        default=8,
+        help="the small size is 1/FRACTION of the full one (1: the full size only)",
+    )
+    parser.add_argument(
+        "--engines", default="postgresql,mariadb", help="comma-separated: postgresql, mariadb"
+    )
+    parser.add_argument("--skip-restore", action="store_true", help="backups only")
+    parser.add_argument("--skip-operator", action="store_true")
+    parser.add_argument("--skip-progress", action="store_true")
+    parser.add_argument("--operator-backups", type=int, default=1000)
+    parser.add_argument(
+        "--operator-work-seconds",
+        type=float,
+        default=30.0,
+        help="how long each stand-in worker runs (reporting progress as the worker does)",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="for the final table on an idle machine: before every run, wait until other work "
+        "takes less than 0.3 CPU",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the servers' data (and the generated data sets) here between invocations",
+    )
+    parser.add_argument("--json", type=Path, help="also write every measurement here")
+    parser.add_argument(
+        "--no-install", action="store_true", help="do not install awscli; skip the peers without"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds on tiny data: every code path, one size, one round, 5 operator Backups",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds = 1
+        args.pg_size_mb = 16
+        args.mariadb_size_mb = 16
+        args.fraction = 1
+        args.operator_backups = 5
+        args.operator_work_seconds = 2.5
+        args.no_install = True
+    return args
 
-    bin_dir = _find_bin_dir()
-    if bin_dir is None or shutil.which("pg_dump") is None:
-        raise SystemExit("PostgreSQL is not installed: run as root `make system-deps` first")
-    server, root = _start_cluster(bin_dir)
-    work = Path(tempfile.mkdtemp(prefix="lifeboat-bench-"))
-    env = {**os.environ, "PGPASSWORD": server.password, "LIFEBOAT_DB_PASSWORD": server.password}
-    moto = None
-    try:
-        db_bytes = fill_database(server, bin_dir, "bench", args.size_mb, env)
-        url = f"postgresql://{server.user}@{server.host}:{server.port}/bench"
-        pg_args = ["-h", server.host, "-p", str(server.port), "-U", server.user]
-        runs: list[Run] = []
-        print(f"database size: {db_bytes / 2**20:.0f} MiB; running...", flush=True)
 
-        # Warm-up: the first dump reads the tables from disk into the caches; every run after it
-        # finds them there. Without this the baseline would pay for everyone.
-        subprocess.run(
-            ["pg_dump", "-Fc", "-Z0", *pg_args, "bench"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            check=True,
-        )
-        base = measure(
-            "pg_dump -Fc -Z0 > /dev/null",
-            ["pg_dump", "-Fc", "-Z0", *pg_args, "bench"],
-            env,
-            stdout=subprocess.DEVNULL,
-        )
-        runs.append(base)
-        for compression in ("none", "zstd"):
-            target = work / f"local-{compression}"
-            run = measure(
-                f"lifeboat backup {compression} -> dir",
-                [
-                    LIFEBOAT,
-                    "backup",
-                    url,
-                    str(target),
-                    "--compression",
-                    compression,
-                    "--progress",
-                    "none",
-                ],
-                env,
-                stdout=subprocess.DEVNULL,
-            )
-            run.output_bytes = sum(p.stat().st_size for p in target.iterdir())
-            run.baseline = base.name
-            runs.append(run)
-
-        if args.breakdown:
-            runs += breakdown(server, [*pg_args, "bench"], env, work, base.name)
-
-        if not args.skip_s3:
-            import boto3
-            from moto.server import ThreadedMotoServer
-
-            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request else
-
-            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            moto.start()
-            host, port = moto.get_host_and_port()
-            s3_env = {
-                **env,
-                "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-                "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench",
-                "AWS_DEFAULT_REGION": "us-east-1",
-            }
-            boto3.client(
-                "s3",
-                endpoint_url=s3_env["AWS_ENDPOINT_URL"],
-                aws_access_key_id="bench",
-                aws_secret_access_key="bench",
-                region_name="us-east-1",
-            ).create_bucket(Bucket="bench")
-            run = measure(
-                "lifeboat backup zstd -> S3",
-                [LIFEBOAT, "backup", url, "s3://bench/run/", "--progress", "none"],
-                s3_env,
-                stdout=subprocess.DEVNULL,
-            )
-            run.baseline = base.name
-            runs.append(run)
-
-        if not args.skip_restore:
-            dump_file = work / "bench.dump"
-            with dump_file.open("wb") as out:
-                subprocess.run(
-                    ["pg_dump", "-Fc", *pg_args, "bench"], env=env, stdout=out, check=True
-                )
-            with server.connect() as conn:
-                conn.execute("CREATE DATABASE restore_baseline")
-            rbase = measure(
-                "pg_restore -d (from -Fc file)",
-                ["pg_restore", *pg_args, "-d", "restore_baseline", str(dump_file)],
-                env,
-            )
-            runs.append(rbase)
-            run = measure(
-                "lifeboat restore zstd <- dir",
-                [
-                    LIFEBOAT,
-                    "restore",
-                    str(work / "local-zstd"),
-                    f"postgresql://{server.user}@{server.host}:{server.port}/restore_lifeboat",
-                    "--progress",
-                    "none",
-                ],
-                env,
-                stdout=subprocess.DEVNULL,
-            )
-            run.baseline = rbase.name
-            runs.append(run)
-
-        print_table(runs, db_bytes)
-    finally:
-        if moto is not None:
-            moto.stop()
-        subprocess.run(
-            _as_postgres(
-                [str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "stop"]
-            ),
-            capture_output=True,
-            check=False,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    engines = {e.strip().lower() for e in args.engines.split(",") if e.strip()}
+    started = time.monotonic()
+    aws = ensure_awscli(install=not args.no_install)
+    if aws is None:
+        log("awscli is not installed: the peer pipelines are skipped (make bench installs it)")
+    with ExitStack() as stack:
+        if args.data_dir is not None:
+            root = args.data_dir.resolve()
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(tempfile.mkdtemp(prefix="lifeboat-bench-"))
+            root.chmod(0o755)  # PostgreSQL runs as its own user below it
+            stack.callback(shutil.rmtree, root, True)
+        work = root / "work"
         shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        s3 = S3Server.start()
+        stack.callback(s3.stop)
+        s3.client().create_bucket(Bucket=BUCKET)
+        full: list[Scenario] = []
+        small: list[Scenario] = []
+        servers: dict[str, object] = {}
+        if "postgresql" in engines:
+            pg = Postgres.start(root / "postgresql")
+            stack.callback(pg.stop)
+            servers["postgresql"] = pg
+            for size, label, into in sizes(args.pg_size_mb, args.fraction, full, small):
+                dataset = data.PgDataset.for_size(max(size, 8), dbname=f"bench_{size}mb")
+                log(f"PostgreSQL data set {dataset} ...")
+                data.ensure(
+                    root / "postgresql" / f"{dataset.dbname}.dataset",
+                    dataset.key(),
+                    lambda d=dataset: data.generate_postgres(pg, d),
+                )
+                into.append(
+                    postgres_scenario(
+                        pg,
+                        dataset.dbname,
+                        label,
+                        data.postgres_size(pg, dataset.dbname),
+                        work,
+                        s3,
+                        aws,
+                    )
+                )
+        if "mariadb" in engines:
+            maria = MariaDB.start(root / "mariadb")
+            stack.callback(maria.stop)
+            servers["mariadb"] = maria
+            for size, label, into in sizes(args.mariadb_size_mb, args.fraction, full, small):
+                mset = data.MariaDataset.for_size(max(size, 8), dbname=f"sbtest_{size}mb")
+                log(f"MariaDB data set {mset} ...")
+                data.ensure(
+                    root / "mariadb" / f"{mset.dbname}.dataset",
+                    mset.key(),
+                    lambda d=mset: data.generate_mariadb(maria, d),
+                )
+                into.append(
+                    mariadb_scenario(
+                        maria,
+                        mset.dbname,
+                        label,
+                        data.mariadb_size(maria, mset.dbname),
+                        work,
+                        s3,
+                        aws,
+                    )
+                )
+        scenarios = [*small, *full]
+        if args.skip_restore:
+            for scenario in scenarios:
+                for key in ("limit-restore", "lifeboat-restore"):
+                    scenario.tasks.pop(key, None)
+        for scenario in scenarios:
+            log(f"setting up {scenario.name}: a dump file, the backup the restores read ...")
+            set_up(scenario)
+        results = run_rounds(scenarios, args, s3)
+        table = Table(scenarios, results)
+        sections = [
+            f"Lifeboat benchmark: {args.rounds} round(s), "
+            f"PostgreSQL {args.pg_size_mb} MB and MariaDB {args.mariadb_size_mb} MB data sets"
+            + (f" and 1/{args.fraction} of them" if args.fraction > 1 else ""),
+            machine_line(),
+            table.render(),
+            render_targets(table.targets(full, small)),
+        ]
+        extra: dict[str, object] = {}
+        if not args.skip_progress and "postgresql" in servers and full:
+            from benchmarks.progress_bench import measure_progress
+
+            log("progress: a real backup reporting to a Backup's status ...")
+            report = measure_progress(servers["postgresql"], full[0], s3)  # type: ignore[arg-type]
+            sections.append(report.render())
+            extra["progress"] = report.to_json()
+        if not args.skip_operator:
+            from benchmarks.operator_bench import measure_operator
+
+            log(f"operator: {args.operator_backups} Backups at once ...")
+            op = measure_operator(args.operator_backups, args.operator_work_seconds)
+            sections.append(op.render())
+            extra["operator"] = op.to_json()
+        sections.append(f"\n(total run time {(time.monotonic() - started) / 60:.1f} min)")
+        print("\n".join(sections), flush=True)
+        if args.json is not None:
+            args.json.write_text(
+                json.dumps({"results": [r.to_json() for r in results], **extra}, indent=2)
+            )
+    return 0
 
 
-def breakdown(
-    server, dump_args: list[str], env: dict[str, str], work: Path, base: str
-) -> list[Run]:
-    """Where a backup's time goes beyond pg_dump: the stream through Python, and the row
-    counts that run in the dump's snapshot at the same time."""
-    import hashlib
-    import threading
-
-    argv = ["pg_dump", "-Fc", "-Z0", *dump_args]
-
-    def timed(name: str, fn) -> Run:
-        started = time.perf_counter()
-        fn()
-        return Run(name, time.perf_counter() - started, float("nan"), baseline=base)
-
-    def piped() -> None:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE)
-        assert proc.stdout is not None
-        digest = hashlib.sha256()
-        with (work / "piped.dump").open("wb") as out:
-            while chunk := proc.stdout.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())  # a backup is durable before it is published
-        proc.wait()
-        (work / "piped.dump").unlink()
-
-    def startup() -> None:
-        subprocess.run([LIFEBOAT, "--version"], check=True, stdout=subprocess.DEVNULL)
-
-    def counts() -> None:
-        with server.connect("bench") as conn:
-            tables = conn.execute(
-                "SELECT quote_ident(schemaname) || '.' || quote_ident(relname) "
-                "FROM pg_stat_user_tables"
-            ).fetchall()
-            for (table,) in tables:
-                conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-
-    def dump_while_counting() -> None:
-        counter = threading.Thread(target=counts)
-        counter.start()
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
-        counter.join()
-
-    return [
-        timed("  lifeboat --version (start-up)", startup),
-        timed("  pg_dump | python sha256 -> fsync", piped),
-        timed("  count(*) of every table alone", counts),
-        timed("  pg_dump while count(*) runs", dump_while_counting),
-    ]
+def sizes(
+    full_mb: int, fraction: int, full: list[Scenario], small: list[Scenario]
+) -> list[tuple[int, str, list[Scenario]]]:
+    """The full size and, unless FRACTION is 1, the small one."""
+    out = [(full_mb, "full", full)]
+    if fraction > 1:
+        out.append((full_mb // fraction, f"1/{fraction}", small))
+    return out
 
 
-def print_table(runs: list[Run], db_bytes: int) -> None:
-    by_name = {r.name: r for r in runs}
-    header = f"{'run':<34} {'seconds':>8} {'MiB/s':>8} {'peak RSS MiB':>13} {'output MiB':>11} "
-    header += f"{'time vs baseline':>17}"
-    print()
-    print(f"database: {db_bytes / 2**20:.0f} MiB (pg_database_size); cores: {os.cpu_count()}")
-    print(header)
-    print("-" * len(header))
-    for run in runs:
-        rate = db_bytes / 2**20 / run.seconds
-        ratio = (
-            f"{run.seconds / by_name[run.baseline].seconds:.2f}x" if run.baseline else "baseline"
-        )
-        out = f"{run.output_bytes / 2**20:.0f}" if run.output_bytes is not None else "-"
-        rss = "-" if run.peak_rss_mib != run.peak_rss_mib else f"{run.peak_rss_mib:.0f}"  # NaN
-        print(f"{run.name:<34} {run.seconds:>8.1f} {rate:>8.1f} {rss:>13} {out:>11} {ratio:>17}")
+def run_rounds(scenarios: list[Scenario], args: argparse.Namespace, s3: S3Server) -> list[Result]:
+    results: list[Result] = []
+    for round_number in range(args.rounds):
+        for scenario in scenarios:
+            keys = [k for k in ORDER if k in scenario.tasks]
+            shift = round_number % len(keys)
+            for key in keys[shift:] + keys[:shift]:
+                task = scenario.tasks[key]
+                if args.quiet:
+                    wait_for_quiet(0.3, 300, log)
+                if task.prepare is not None:
+                    task.prepare()
+                scenario.settle()
+                try:
+                    measured = run_measured(
+                        task.commands,
+                        task.env,
+                        stdin=task.stdin,
+                        server_pids=scenario.server_pids,
+                        s3_pid=s3.process.pid,
+                    )
+                except CommandFailed as exc:
+                    raise SystemExit(f"{scenario.name}: {task.label} failed: {exc}") from None
+                info = task.collect() if task.collect is not None else {}
+                if task.cleanup is not None:
+                    task.cleanup()
+                results.append(Result(scenario.name, key, round_number, measured, info))
+                log(
+                    f"round {round_number + 1}/{args.rounds} {scenario.name:<18} "
+                    f"{task.label:<62} {measured.wall:7.2f} s"
+                    f"  (noise {measured.other_cpu:.1f} CPU-s)"
+                )
+    return results
+
+
+def machine_line() -> str:
+    import os
+    import platform
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    tools = []
+    for argv in (["pg_dump", "--version"], ["mariadb-dump", "--version"]):
+        with suppress(OSError):
+            tools.append(subprocess.run(argv, capture_output=True, text=True).stdout.strip())
+    return (
+        f"machine: {os.cpu_count()} CPUs ({cpu}), {memory:.0f} GiB, {platform.platform()}; "
+        f"Python {platform.python_version()}; " + "; ".join(tools)
+    )
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

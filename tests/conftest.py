@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.support.s3",
+    "tests.support.s3_outage",
     "tests.support.postgres",
     "tests.support.mariadb",
     "tests.support.kube.fixtures",

@@ -1,7 +1,8 @@
 """Writes argocd-cm-patch.yaml from the health scripts: `python integrations/argocd/render.py`.
 
-Argo CD reads one health script per group/kind from its `argocd-cm` ConfigMap; Backup and
-Restore share one script. A test fails when the committed patch differs from the scripts.
+Argo CD reads one health script per group/kind from its `argocd-cm` ConfigMap; Backup,
+Restore and RestoreDrill share one script. A test fails when the committed patch differs from
+the scripts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = {
     "lifeboat.dev_Backup": "operation.lua",
     "lifeboat.dev_Restore": "operation.lua",
+    "lifeboat.dev_RestoreDrill": "operation.lua",
     "lifeboat.dev_BackupSchedule": "schedule.lua",
     "lifeboat.dev_BackupStore": "store.lua",
 }

@@ -9,6 +9,7 @@ nothing from Lifeboat (an import-linter contract keeps it so).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from enum import IntEnum
 from typing import Any, Final
@@ -55,6 +56,34 @@ ENV_AWS_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a var
 ENV_AWS_ENDPOINT_URL: Final = "AWS_ENDPOINT_URL"
 ENV_AWS_REGION: Final = "AWS_REGION"
 ENV_AWS_DEFAULT_REGION: Final = "AWS_DEFAULT_REGION"
+ENV_STATUS_TARGET: Final = "LIFEBOAT_STATUS_TARGET"
+"""In a backup or restore Job: the one object (`backups/NAMESPACE/NAME`) whose status the
+worker may write. The worker refuses a --report-status that names another."""
+ENV_S3_SSE: Final = "LIFEBOAT_S3_SSE"
+"""S3 server-side encryption of every object written: `AES256` (SSE-S3) or `aws:kms` (SSE-KMS)."""
+ENV_S3_SSE_KMS_KEY_ID: Final = "LIFEBOAT_S3_SSE_KMS_KEY_ID"
+"""With `aws:kms`: the KMS key (id, ARN or alias); unset, the bucket's or the account's default."""
+ENV_STORAGE_TIMEOUT: Final = "LIFEBOAT_STORAGE_TIMEOUT"
+"""Seconds the worker keeps retrying S3 once it has answered (an outage mid-upload or
+mid-download), with backoff, before it fails with StorageUnreachable (`--storage-timeout`)."""
+DEFAULT_STORAGE_TIMEOUT: Final = 120.0
+ENV_ENCRYPTION_KEY: Final = "LIFEBOAT_ENCRYPTION_KEY"
+"""The client-side encryption key, 32 random bytes in base64. In a Job it comes from a Secret
+(`valueFrom.secretKeyRef`), never as a literal."""
+ENV_ENCRYPTION_KEY_FILE: Final = "LIFEBOAT_ENCRYPTION_KEY_FILE"
+"""A file holding the client-side encryption key (base64), instead of ENV_ENCRYPTION_KEY."""
+ENV_ENCRYPTION_KEY_SOURCE: Final = "LIFEBOAT_ENCRYPTION_KEY_SOURCE"
+"""Where ENV_ENCRYPTION_KEY came from, for error messages ("Secret backup-key, key key"):
+a Job's worker names the Secret and field to fix, never the value."""
+
+# -- encryption at rest -------------------------------------------------------------------------
+
+SSE_S3: Final = "AES256"
+"""S3 server-side encryption with S3-managed keys (the x-amz-server-side-encryption value)."""
+SSE_KMS: Final = "aws:kms"
+"""S3 server-side encryption with a KMS key (the x-amz-server-side-encryption value)."""
+ENCRYPTION_ALGORITHM: Final = "AES-256-GCM"
+"""Lifeboat's client-side encryption, as manifests and status name it."""
 
 # -- the worker's last line ---------------------------------------------------------------------
 
@@ -99,6 +128,49 @@ DEFAULT_PORTS: Final[dict[str, int]] = {"postgresql": 5432, "mysql": 3306, "mari
 def same_family(engine_a: str, engine_b: str) -> bool:
     family = ENGINE_FAMILIES.get(engine_a)
     return family is not None and family == ENGINE_FAMILIES.get(engine_b)
+
+
+# -- restore drills: the throwaway database's reserved name -----------------------------------
+
+DRILL_MARKER: Final = "__lifeboat_drill_"
+"""Every database (or SQLite file) a restore drill creates is named `<source>__lifeboat_drill_<id>`:
+the operator names it, the worker refuses any other name, and leftovers of killed drills are
+found by it."""
+DRILL_PASSED: Final = "DrillPassed"
+"""The reason of a drill that passed: its worker's report and its RestoreDrill's status."""
+DRILL_ID_LENGTH: Final = 8
+MAX_DRILL_DATABASE_BYTES: Final = 63
+"""PostgreSQL's identifier limit (MySQL's is 64 characters): longer source names are shortened."""
+_DRILL_NAME = re.compile(
+    rf"^(?P<head>.+){DRILL_MARKER}(?P<id>[0-9a-f]{{{DRILL_ID_LENGTH}}})$", re.DOTALL
+)
+
+
+def drill_id(uid: str) -> str:
+    """The drill's short id: from the RestoreDrill's uid, so every attempt of one drill uses the
+    same throwaway name (a retry removes what a killed attempt left)."""
+    return hashlib.sha256(uid.encode()).hexdigest()[:DRILL_ID_LENGTH]
+
+
+def drill_prefix(source: str) -> str:
+    """`<source>__lifeboat_drill_`, the source name shortened (whole UTF-8 characters) so that the
+    name with its id fits MAX_DRILL_DATABASE_BYTES. What a grant on the reserved names names."""
+    room = MAX_DRILL_DATABASE_BYTES - len(DRILL_MARKER) - DRILL_ID_LENGTH
+    head = source.encode()[:room].decode("utf-8", "ignore") or "db"
+    return head + DRILL_MARKER
+
+
+def drill_database_name(source: str, drill: str) -> str:
+    """The throwaway database of drill `drill` (an id) for the database `source`."""
+    return drill_prefix(source) + drill
+
+
+def parse_drill_database_name(name: str) -> tuple[str, str] | None:
+    """(prefix, id) of a reserved drill name, or None for any other name."""
+    match = _DRILL_NAME.match(name)
+    if match is None:
+        return None
+    return match.group("head") + DRILL_MARKER, match.group("id")
 
 
 # -- small shared helpers ---------------------------------------------------------------------

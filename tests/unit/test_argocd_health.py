@@ -46,7 +46,7 @@ def operation(kind: str, verdict: Verdict, **status: Any) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("kind", ["Backup", "Restore"])
+@pytest.mark.parametrize("kind", ["Backup", "Restore", "RestoreDrill"])
 @pytest.mark.parametrize(
     ("verdict", "extra", "expected", "words"),
     [
@@ -79,6 +79,12 @@ def operation(kind: str, verdict: Verdict, **status: Any) -> dict[str, Any]:
             {},
             "Healthy",
             "dry run",
+        ),
+        (
+            Verdict(Phase.FAILED, "DrillCheckFailed", "check 'fresh-orders' returned 'false'"),
+            {},
+            "Degraded",
+            "DrillCheckFailed: check 'fresh-orders'",
         ),
     ],
 )
@@ -141,6 +147,30 @@ def conditions(**types: tuple[str, str, str]) -> list[dict[str, str]]:
             {"conditions": conditions(Ready=("True", "Suspended", "suspended"))},
             "Suspended",
             "suspended",
+        ),
+        (
+            {"schedule": "0 2 * * *", "drill": {"every": 2}},
+            {
+                "conditions": conditions(
+                    Ready=("True", "Scheduled", "next at 02:00"),
+                    Verified=("False", "DrillFailed", "RestoreDrill x of Backup y failed"),
+                ),
+            },
+            "Degraded",
+            "DrillFailed: RestoreDrill x of Backup y failed",
+        ),
+        (
+            {"schedule": "0 2 * * *", "drill": {"every": 2}},
+            {
+                "conditions": conditions(
+                    Ready=("True", "Scheduled", "next at 02:00"),
+                    Verified=("True", "DrillPassed", "passed"),
+                ),
+                "lastSuccessfulTime": "2026-12-03T02:01:00Z",
+                "lastVerifiedTime": "2026-12-02T02:01:00Z",
+            },
+            "Healthy",
+            "last verified: 2026-12-02T02:01:00Z",
         ),
     ],
 )

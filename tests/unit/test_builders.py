@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from lifeboat.api import Backup, BackupStore, Restore, StorageBackend
+from lifeboat.api.job import JobTemplateOptions
 from lifeboat.builders.jobs import (
+    PROGRESS_INTERVAL_SECONDS,
     STORE_CHECK_DEADLINE_SECONDS,
     STORE_CHECK_TTL_SECONDS,
     JobDefaults,
@@ -22,6 +24,8 @@ from lifeboat.builders.jobs import (
     store_uri,
 )
 from lifeboat.builders.naming import child_name
+from lifeboat.cli import build_parser
+from tests.support.kubernetes_schemas import KUBERNETES_VERSIONS, kubernetes_errors
 
 BACKUP: dict[str, Any] = {
     "apiVersion": "lifeboat.dev/v1alpha1",
@@ -424,3 +428,274 @@ def test_volume_store_check_mounts_the_claim_at_the_stores_path() -> None:
 )
 def test_store_uri_says_where_backups_go_without_secrets(spec: dict[str, Any], uri: str) -> None:
     assert store_uri(store_backend(store(**spec))) == uri
+
+
+# -- Job pod options: the operator's defaults, spec.job over them --------------------------------
+
+
+def template(**fields: Any) -> JobTemplateOptions:
+    return JobTemplateOptions.model_validate(fields)
+
+
+def pod_of(job: dict[str, Any]) -> dict[str, Any]:
+    pod: dict[str, Any] = job["spec"]["template"]
+    return pod
+
+
+def test_default_jobs_skip_the_istio_sidecar_and_request_resources() -> None:
+    """The operator's built-in defaults (the chart's too): an injected sidecar would keep the
+    pod running after the worker exits, and every Job states what it needs."""
+    pod = pod_of(backup_job(backup(), JobDefaults()))
+    assert pod["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    assert pod["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    }
+    assert "cpu" not in pod["spec"]["containers"][0]["resources"]["limits"]
+
+
+def test_operator_defaults_fill_what_spec_job_leaves_unset() -> None:
+    defaults = JobDefaults(
+        template=template(
+            podAnnotations={"a": "operator"},
+            podLabels={"team": "platform"},
+            nodeSelector={"pool": "backup"},
+            tolerations=[{"key": "backup", "operator": "Exists", "effect": "NoSchedule"}],
+            affinity={
+                "podAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 50,
+                            "podAffinityTerm": {"topologyKey": "topology.kubernetes.io/zone"},
+                        }
+                    ]
+                }
+            },
+            priorityClassName="backups",
+            ttlSecondsAfterFinished=3600,
+            resources={"limits": {"memory": "2Gi"}},
+        )
+    )
+    job = backup_job(backup(), defaults)
+    pod = pod_of(job)
+    assert pod["metadata"]["annotations"] == {"a": "operator"}
+    assert pod["metadata"]["labels"]["team"] == "platform"
+    assert pod["spec"]["nodeSelector"] == {"pool": "backup"}
+    assert pod["spec"]["tolerations"] == [
+        {"key": "backup", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert (
+        pod["spec"]["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][
+            0
+        ]["weight"]
+        == 50
+    )
+    assert pod["spec"]["priorityClassName"] == "backups"
+    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"memory": "2Gi"}}
+    assert job["spec"]["ttlSecondsAfterFinished"] == 3600
+    # the Job's own labels stay Lifeboat's: the pod labels are for the pod
+    assert "team" not in job["metadata"]["labels"]
+
+
+def test_spec_job_wins_field_by_field_and_merges_annotations_and_labels_key_by_key() -> None:
+    defaults = JobDefaults(
+        template=template(
+            podAnnotations={"sidecar.istio.io/inject": "false", "keep": "me"},
+            podLabels={"team": "platform", "cost-center": "ops"},
+            nodeSelector={"pool": "backup"},
+            tolerations=[{"operator": "Exists"}],
+            priorityClassName="backups",
+            ttlSecondsAfterFinished=3600,
+            resources={"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        )
+    )
+    own = backup(
+        job={
+            "podAnnotations": {"sidecar.istio.io/inject": "true"},
+            "podLabels": {"team": "shop"},
+            "nodeSelector": {},
+            "tolerations": [],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": "kubernetes.io/hostname",
+                                        "operator": "In",
+                                        "values": ["node-7"],
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+            "priorityClassName": "critical",
+            "ttlSecondsAfterFinished": 60,
+            "resources": {"limits": {"memory": "4Gi"}},
+        }
+    )
+    job = backup_job(own, defaults)
+    pod = pod_of(job)
+    assert pod["metadata"]["annotations"] == {"sidecar.istio.io/inject": "true", "keep": "me"}
+    assert pod["metadata"]["labels"]["team"] == "shop"
+    assert pod["metadata"]["labels"]["cost-center"] == "ops"
+    # set, even empty: the object's own choice replaces the operator's
+    assert "nodeSelector" not in pod["spec"]
+    assert "tolerations" not in pod["spec"]
+    assert pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["node-7"]
+    assert pod["spec"]["priorityClassName"] == "critical"
+    assert job["spec"]["ttlSecondsAfterFinished"] == 60
+    # resources replace the default as a whole: no request above the new limit is left behind
+    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"memory": "4Gi"}}
+
+
+def test_lifeboat_labels_cannot_be_overridden_by_pod_labels() -> None:
+    own = backup(
+        job={
+            "podLabels": {
+                "app.kubernetes.io/managed-by": "someone-else",
+                "lifeboat.dev/owner-name": "other",
+                "extra": "yes",
+            }
+        }
+    )
+    labels = pod_of(backup_job(own, JobDefaults()))["metadata"]["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "lifeboat-operator"
+    assert labels["lifeboat.dev/owner-name"] == "shop-db"
+    assert labels["extra"] == "yes"
+
+
+def test_store_checks_keep_their_own_ttl_and_take_the_operators_pod_options() -> None:
+    defaults = JobDefaults(template=template(ttlSecondsAfterFinished=5, nodeSelector={"a": "b"}))
+    job = build_store_check_job(store(), "backups-check-x", defaults)
+    assert job["spec"]["ttlSecondsAfterFinished"] == STORE_CHECK_TTL_SECONDS
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"a": "b"}
+
+
+def test_backup_and_restore_jobs_log_json_progress_at_the_interval() -> None:
+    """The worker's own parser reads the Job's args: JSON progress lines, thinned out."""
+    parser = build_parser()
+    restore = Restore.model_validate(
+        {
+            "metadata": {"name": "r", "namespace": "shop", "uid": "u"},
+            "spec": {"backupRef": {"name": "b"}},
+        }
+    )
+    source = backup()
+    jobs = [
+        backup_job(source, JobDefaults()),
+        build_restore_job(
+            restore,
+            storage=inline(source),
+            source_url="s3://backups/x/",
+            target=source.spec.database,
+            defaults=JobDefaults(),
+        ),
+    ]
+    for job in jobs:
+        args = parser.parse_args(job["spec"]["template"]["spec"]["containers"][0]["args"])
+        assert args.progress == "json"
+        assert args.progress_interval == PROGRESS_INTERVAL_SECONDS
+
+
+FULL_OPTIONS: dict[str, Any] = {
+    "image": "registry.local/lifeboat:1.0",
+    "podAnnotations": {"sidecar.istio.io/inject": "false"},
+    "podLabels": {"team": "db"},
+    "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": 2}},
+    "nodeSelector": {"kubernetes.io/arch": "amd64"},
+    "tolerations": [
+        {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"},
+        {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+    ],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n"]}]},
+                ]
+            },
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 10,
+                    "preference": {
+                        "matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]
+                    },
+                }
+            ],
+        },
+        "podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {"app": "postgres"}},
+                    "namespaces": ["shop"],
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        },
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchExpressions": [{"key": "r", "operator": "Exists"}]},
+                        "namespaceSelector": {"matchLabels": {"env": "prod"}},
+                        "topologyKey": "topology.kubernetes.io/zone",
+                    },
+                }
+            ]
+        },
+    },
+    "priorityClassName": "backup-critical",
+    "serviceAccountName": "backup-writer",
+    "activeDeadlineSeconds": 3600,
+    "backoffLimit": 2,
+    "ttlSecondsAfterFinished": 86400,
+}
+
+
+@pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize(
+    "job",
+    [
+        pytest.param(lambda: backup_job(backup(), JobDefaults()), id="backup-defaults"),
+        pytest.param(lambda: backup_job(backup(job=FULL_OPTIONS), JobDefaults()), id="backup-full"),
+        pytest.param(lambda: cleanup_job(backup(job=FULL_OPTIONS), JobDefaults()), id="cleanup"),
+        pytest.param(
+            lambda: build_store_check_job(store(), "backups-check-x", JobDefaults()), id="check"
+        ),
+        pytest.param(
+            lambda: backup_job(
+                backup(
+                    database={"engine": "sqlite", "persistentVolumeClaim": "d", "path": "a.db"},
+                    storage={"volume": {"persistentVolumeClaim": "b"}},
+                ),
+                JobDefaults(template=JobTemplateOptions()),
+            ),
+            id="sqlite-no-defaults",
+        ),
+    ],
+)
+def test_jobs_are_valid_kubernetes_jobs(job: Any, kubernetes_version: str) -> None:
+    """Every field the builders write exists in batch/v1 Job, with its type (strict schemas:
+    a misspelt field fails), in the oldest Kubernetes the chart supports and the newest."""
+    assert kubernetes_errors(job(), kubernetes_version) == []
+
+
+def test_the_kubernetes_schema_check_can_fail() -> None:
+    job = backup_job(backup(), JobDefaults())
+    pod = job["spec"]["template"]["spec"]
+    pod["nodeSelecter"] = {"disk": "ssd"}
+    pod["containers"][0]["resources"]["limits"]["memory"] = ["1Gi"]
+    job["spec"]["backoffLimit"] = "2"
+    for version in KUBERNETES_VERSIONS:
+        errors = "\n".join(kubernetes_errors(job, version))
+        assert "'nodeSelecter' was unexpected" in errors, errors
+        assert "spec.template.spec.containers.0.resources.limits.memory" in errors, errors
+        assert "spec.backoffLimit" in errors, errors

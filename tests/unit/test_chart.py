@@ -1,19 +1,23 @@
-"""The Helm chart, checked without helm: values, CRD copies, and RBAC against what the code calls.
+"""The Helm chart: values and their schema, CRD copies, RBAC against what the code calls, and
+every rendered object against Kubernetes' own schemas.
 
-There is no helm binary here, so most checks read the chart's files. The RBAC rules live in
-plain YAML (charts/lifeboat/files/rbac/), included verbatim by templates/rbac.yaml, so they are
-checked as Helm will emit them. The permissions they must grant are derived from the code: the
-Kubernetes client calls in lifeboat.kube.objects that the controller and the worker import, and
-the resources the operator's kopf handlers watch and patch.
-
-When the `helm_python` package (Helm's own Go engine, through helm-python-sdk) is installed, the
-chart is also rendered for real and linted; without it those tests skip.
+There is no helm binary here: the chart is rendered and linted by Helm's own Go engine through
+helm-python-sdk (without it those tests skip). The RBAC rules live in plain YAML
+(charts/lifeboat/files/rbac/), included verbatim by templates/rbac.yaml, so they are checked as
+Helm will emit them; the permissions they must grant are derived from the code: the Kubernetes
+client calls in lifeboat.kube.objects that the controller and the worker import, and the
+resources the operator's kopf handlers watch and patch. Rendered objects are validated against
+the JSON schemas of the oldest Kubernetes the chart supports and the newest
+(tests/support/kubernetes_schemas.py), for default and non-default values; values.schema.json
+must refuse wrong types and unknown keys, and charts/lifeboat/README.md must document every
+value.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import re
 import tomllib
 from collections.abc import Iterator
@@ -24,13 +28,26 @@ import kopf
 import pytest
 import yaml
 
-from lifeboat.api import BACKUP_PLURAL, GROUP, RESTORE_PLURAL, SCHEDULE_PLURAL, STORE_PLURAL
-from lifeboat.builders.jobs import JobDefaults
+from lifeboat.api import (
+    BACKUP_PLURAL,
+    DRILL_PLURAL,
+    GROUP,
+    RESTORE_PLURAL,
+    SCHEDULE_PLURAL,
+    STORE_PLURAL,
+    Backup,
+)
+from lifeboat.api.job import JobTemplateOptions
+from lifeboat.builders.jobs import JobDefaults, build_backup_job, default_job_template
 from lifeboat.builders.naming import owner_reference
 from lifeboat.cli import operator as operator_cli
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.operator import register
+from lifeboat.controller.tenancy import JobPolicy
 from lifeboat.controller.transitions import StartLimits
+from lifeboat.worker.errors import UsageError
+from tests.support.chart_schema import job_values_schema
+from tests.support.kubernetes_schemas import KUBERNETES_VERSIONS, kubernetes_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "lifeboat"
@@ -40,8 +57,8 @@ PACKAGE = ROOT / "operator" / "lifeboat"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
-CUSTOM = (BACKUP_PLURAL, RESTORE_PLURAL)
-"""The kinds the worker reports on (its Backup's or Restore's status)."""
+CUSTOM = (BACKUP_PLURAL, RESTORE_PLURAL, DRILL_PLURAL)
+"""The kinds the worker reports on (its Backup's, Restore's or RestoreDrill's status)."""
 OPERATOR_CUSTOM = (*CUSTOM, STORE_PLURAL, SCHEDULE_PLURAL)
 """The kinds the operator reads, lists and writes the status of, and owns Jobs by."""
 
@@ -61,8 +78,12 @@ def client_methods(plurals: tuple[str, ...]) -> dict[str, list[Permission]]:
             (GROUP, f"{plural}/status", "patch") for plural in plurals
         ],
         # Only Backups are created, deleted and patched outside status: a schedule's slots,
-        # its retention, and its release of them (ownerReferences) when it is deleted.
-        "create_namespaced_custom_object": [(GROUP, BACKUP_PLURAL, "create")],
+        # its retention, its release of them (ownerReferences) when it is deleted, and the
+        # numbers its drills count (an annotation); and its RestoreDrills are created.
+        "create_namespaced_custom_object": [
+            (GROUP, BACKUP_PLURAL, "create"),
+            (GROUP, DRILL_PLURAL, "create"),
+        ],
         "delete_namespaced_custom_object": [(GROUP, BACKUP_PLURAL, "delete")],
         "patch_namespaced_custom_object": [(GROUP, BACKUP_PLURAL, "patch")],
     }
@@ -97,12 +118,8 @@ OPERATOR_SPARES: set[Permission] = {
     ("", "namespaces", "get"),
 }
 # The most the worker may ever have: it reports on its own Backup or Restore, nothing else.
-WORKER_CEILING: set[Permission] = {
-    (GROUP, resource, verb)
-    for plural in CUSTOM
-    for resource in (plural, f"{plural}/status")
-    for verb in ("get", "patch")
-}
+WORKER_CEILING: set[Permission] = {(GROUP, f"{plural}/status", "patch") for plural in CUSTOM}
+"""Merge patches of its object's status, nothing else: no read, not even of that object."""
 
 
 def load_yaml(path: Path) -> Any:
@@ -134,6 +151,9 @@ def test_defaults_agree_with_the_operator_and_the_jobs(values: dict[str, Any]) -
     assert values["image"]["repository"] == repository
     assert tag == load_yaml(CHART / "Chart.yaml")["appVersion"]
     assert values["worker"]["serviceAccount"]["name"] == JobDefaults().service_account_name
+    assert values["image"]["pullPolicy"] == JobDefaults().image_pull_policy
+    given = {k: v for k, v in values["worker"]["job"].items() if v not in (None, {}, [])}
+    assert given == default_job_template().to_api_dict(), "worker.job is the operator's default"
     pod = values["podSecurityContext"]
     assert (pod["runAsNonRoot"], pod["runAsUser"], pod["runAsGroup"]) == (True, 10001, 10001)
     container = values["securityContext"]
@@ -167,7 +187,9 @@ def test_time_limits_are_a_flag_and_a_value_with_one_default(values: dict[str, A
 
 
 def template_texts() -> dict[str, str]:
-    return {path.name: path.read_text(encoding="utf-8") for path in TEMPLATES.iterdir()}
+    """The templates, and the files they render with `tpl` (the alert rules)."""
+    paths = [*TEMPLATES.iterdir(), *(CHART / "files" / "prometheus").glob("*.yaml")]
+    return {path.name: path.read_text(encoding="utf-8") for path in paths}
 
 
 def value_references() -> set[str]:
@@ -529,13 +551,25 @@ def test_rendered_chart(
     assert args.liveness == "http://0.0.0.0:8080/healthz"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert container["ports"][0]["containerPort"] == 8080
+    assert args.readiness == "http://0.0.0.0:8081/readyz"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "readyz"}
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["readyz"] == 8081
+    assert operator_cli.operator_config(args).job_defaults == JobDefaults(
+        image=args.worker_image, active_deadline_seconds=21600
+    ), "the chart's defaults are the operator's own"
 
     roles = {doc["metadata"]["name"]: doc["rules"] for doc in find(documents, "ClusterRole")}
-    assert roles == {
-        "lifeboat-operator-cluster": rules("operator-cluster"),
-        "lifeboat-operator": rules("operator"),
-        "lifeboat-worker": rules("worker"),
+    assert roles.keys() == {
+        "lifeboat-operator-cluster",
+        "lifeboat-operator",
+        "lifeboat-worker",
+        "lifeboat-view",
+        "lifeboat-edit",
     }
+    assert roles["lifeboat-operator-cluster"] == rules("operator-cluster")
+    assert roles["lifeboat-operator"] == rules("operator")
+    assert roles["lifeboat-worker"] == rules("worker")
     cluster_bindings = {d["roleRef"]["name"] for d in find(documents, "ClusterRoleBinding")}
     role_bindings = [
         (d["metadata"]["namespace"], d["roleRef"]["name"]) for d in find(documents, "RoleBinding")
@@ -554,6 +588,159 @@ def test_rendered_chart(
     assert worker_accounts == worker_namespaces
 
 
+@pytest.mark.parametrize(
+    ("overrides", "namespaces"),
+    [
+        ({}, ["lifeboat-system"]),
+        ({"operator": {"watchNamespaces": ["shop", "billing"]}}, ["shop", "billing"]),
+        (
+            {
+                "operator": {"allNamespaces": True},
+                "worker": {"serviceAccount": {"namespaces": ["shop", "billing"]}},
+            },
+            ["shop", "billing"],
+        ),
+    ],
+    ids=["release-namespace", "watched-namespaces", "all-namespaces"],
+)
+def test_rendered_worker_role_patches_only_status_and_only_in_its_own_namespace(
+    overrides: dict[str, Any], namespaces: list[str]
+) -> None:
+    """The worker's ServiceAccount gets `patch` on backups/status, restores/status and
+    restoredrills/status and nothing else, through one RoleBinding per namespace naming that
+    namespace's own ServiceAccount: never cluster-wide, never another namespace's account."""
+    documents = render(overrides)
+    roles = {doc["metadata"]["name"]: doc for doc in find(documents, "ClusterRole")}
+    assert roles["lifeboat-worker"]["rules"] == [
+        {
+            "apiGroups": [GROUP],
+            "resources": ["backups/status", "restores/status", "restoredrills/status"],
+            "verbs": ["patch"],
+        }
+    ]
+    assert granted(roles["lifeboat-worker"]["rules"]) == WORKER_CEILING
+    assert find(documents, "Role") == []
+    worker_cluster_bindings = [
+        doc
+        for doc in find(documents, "ClusterRoleBinding")
+        if doc["roleRef"]["name"] == "lifeboat-worker"
+    ]
+    assert worker_cluster_bindings == []
+    bindings = [
+        doc for doc in find(documents, "RoleBinding") if doc["roleRef"]["name"] == "lifeboat-worker"
+    ]
+    assert [doc["metadata"]["namespace"] for doc in bindings] == namespaces
+    for doc in bindings:
+        assert doc["roleRef"]["kind"] == "ClusterRole"  # its rules, bound in this namespace only
+        assert doc["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": "lifeboat-worker",
+                "namespace": doc["metadata"]["namespace"],
+            }
+        ]
+    other_grants = [
+        doc["metadata"]["name"]
+        for doc in find(documents, "ClusterRoleBinding") + find(documents, "RoleBinding")
+        if any(s.get("name") == "lifeboat-worker" for s in doc.get("subjects", []))
+        and doc["roleRef"]["name"] != "lifeboat-worker"
+    ]
+    assert other_grants == []
+
+
+def test_rendered_chart_passes_the_allow_lists_to_the_operator() -> None:
+    for overrides, policy in (
+        ({}, JobPolicy()),
+        (
+            {
+                "worker": {
+                    "allowedImages": ["registry.example/lifeboat:*", "ghcr.io/x/y@sha256:*"],
+                    "allowedServiceAccounts": ["shop/backup-irsa", "lifeboat-*"],
+                }
+            },
+            JobPolicy(
+                allowed_images=("registry.example/lifeboat:*", "ghcr.io/x/y@sha256:*"),
+                allowed_service_accounts=("shop/backup-irsa", "lifeboat-*"),
+            ),
+        ),
+    ):
+        [deployment] = find(render(overrides), "Deployment")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        args = operator_parser().parse_args(container["args"][1:])
+        assert operator_cli.operator_config(args).job_policy == policy
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"worker": {"allowedImages": "registry.example/*"}}, "/worker/allowedImages"),
+        ({"worker": {"allowedImages": ["a b"]}}, "/worker/allowedImages/0"),
+        (
+            {"worker": {"allowedServiceAccounts": ["Shop/Backup"]}},
+            "/worker/allowedServiceAccounts/0",
+        ),
+        ({"worker": {"allowedServiceAccounts": ["a/b/c"]}}, "/worker/allowedServiceAccounts/0"),
+    ],
+)
+def test_values_schema_refuses_malformed_allow_lists(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    error = render_error(overrides)
+    assert "don't meet the specifications of the schema" in error
+    assert expected in error, error
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "expected"),
+    [
+        ([], {}, JobPolicy()),
+        (
+            ["--allowed-images=a/b:*,c/d:1", "--allowed-images=e/f:*"],
+            {},
+            JobPolicy(allowed_images=("a/b:*", "c/d:1", "e/f:*")),
+        ),
+        (
+            [],
+            {"LIFEBOAT_ALLOWED_IMAGES": "a/b:*", "LIFEBOAT_ALLOWED_SERVICE_ACCOUNTS": "shop/x,y"},
+            JobPolicy(allowed_images=("a/b:*",), allowed_service_accounts=("shop/x", "y")),
+        ),
+        (
+            ["--allowed-service-accounts=z"],
+            {"LIFEBOAT_ALLOWED_SERVICE_ACCOUNTS": "shop/x"},
+            JobPolicy(allowed_service_accounts=("z",)),
+        ),
+    ],
+)
+def test_allow_lists_from_flags_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    environ: dict[str, str],
+    expected: JobPolicy,
+) -> None:
+    for name in ("LIFEBOAT_ALLOWED_IMAGES", "LIFEBOAT_ALLOWED_SERVICE_ACCOUNTS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    args = operator_parser().parse_args(["--all-namespaces", *flags])
+    assert operator_cli.operator_config(args).job_policy == expected
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        ("--allowed-images=a b", "--allowed-images: 'a b' is not an image or a glob"),
+        ("--allowed-service-accounts=Admin", "--allowed-service-accounts: 'Admin' is not NAME"),
+        ("--allowed-service-accounts=a/b/c", "--allowed-service-accounts: 'a/b/c' is not NAME"),
+    ],
+)
+def test_a_malformed_allow_list_entry_stops_the_operator_naming_it(
+    flag: str, expected: str
+) -> None:
+    args = operator_parser().parse_args(["--all-namespaces", flag])
+    with pytest.raises(UsageError, match=re.escape(expected)):
+        operator_cli.operator_config(args)
+
+
 def test_rendered_chart_passes_the_time_limits_to_the_operator() -> None:
     overrides = {
         "operator": {"stuckPodSeconds": 30, "unschedulableSeconds": 900, "volumeMountSeconds": 45},
@@ -569,3 +756,397 @@ def test_rendered_chart_passes_the_time_limits_to_the_operator() -> None:
             assert config.start_limits == StartLimits(30, 900, 45)
         else:
             assert config.start_limits == OperatorConfig().start_limits
+
+
+# -- values.schema.json -------------------------------------------------------------------------
+
+
+def render_error(overrides: dict[str, Any]) -> str:
+    """What Helm says when it refuses to render with `overrides` ('' when it renders)."""
+    helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed")
+    try:
+        render(overrides)
+    except helm.HelmValuesError as exc:
+        return str(exc)
+    return ""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"operator": {"resyncSeconds": "abc"}}, "/operator/resyncSeconds': got string"),
+        ({"operator": {"resyncSeconds": 0}}, "/operator/resyncSeconds"),
+        ({"operator": {"resyncSecond": 5}}, "'resyncSecond' not allowed"),
+        ({"operater": {}}, "'operater' not allowed"),
+        ({"operator": {"allNamespaces": "yes"}}, "/operator/allNamespaces"),
+        ({"operator": {"watchNamespaces": "shop"}}, "/operator/watchNamespaces"),
+        ({"operator": {"logFormat": "xml"}}, "/operator/logFormat"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+        ({"imagePullSecrets": ["regcred"]}, "/imagePullSecrets/0"),
+        ({"worker": {"activeDeadlineSeconds": -1}}, "/worker/activeDeadlineSeconds"),
+        ({"worker": {"serviceAccount": {"name": "Lifeboat_Worker"}}}, "/worker/serviceAccount"),
+        ({"worker": {"job": {"podLabel": {"a": "b"}}}}, "'podLabel' not allowed"),
+        ({"worker": {"job": {"podLabels": {"team": "db ops"}}}}, "/worker/job/podLabels/team"),
+        ({"worker": {"job": {"tolerations": [{"operator": "Maybe"}]}}}, "/worker/job/tolerations"),
+        ({"worker": {"job": {"resources": {"limits": {"memory": "lots"}}}}}, "memory"),
+        ({"worker": {"job": {"ttlSecondsAfterFinished": -5}}}, "ttlSecondsAfterFinished"),
+        ({"worker": {"job": {"priorityClassName": "High"}}}, "priorityClassName"),
+        (
+            {"worker": {"job": {"affinity": {"nodeAffinity": {"required": {}}}}}},
+            "'required' not allowed",
+        ),
+        ({"readinessProbe": {"port": 70000}}, "/readinessProbe/port"),
+        ({"rbac": {"userRoles": "true"}}, "/rbac/userRoles"),
+        ({"metrics": {"port": "8000"}}, "/metrics/port"),
+    ],
+    ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
+)
+def test_values_schema_refuses_wrong_types_and_unknown_keys(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    error = render_error(overrides)
+    assert "don't meet the specifications of the schema" in error, f"rendered with {overrides}"
+    assert expected in error, error
+
+
+def test_values_schema_accepts_the_documented_forms() -> None:
+    assert render_error(NON_DEFAULT_VALUES) == ""
+    assert render_error({"worker": {"job": {"priorityClassName": None, "affinity": {}}}}) == ""
+
+
+def test_values_schema_of_worker_job_is_generated_from_spec_job() -> None:
+    """worker.job takes what spec.job takes for the pod: its schema is the model's."""
+    committed = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    assert committed["properties"]["worker"]["properties"]["job"] == job_values_schema(), (
+        "run: .venv/bin/python -m tests.support.chart_schema"
+    )
+    fields = {field.alias for field in JobTemplateOptions.model_fields.values()}
+    assert set(job_values_schema()["properties"]) == fields
+
+
+def schema_nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, node
+    for name, child in node.get("properties", {}).items():
+        yield from schema_nodes(child, f"{path}.{name}" if path else name)
+
+
+def schema_path(value_path: str, nodes: dict[str, dict[str, Any]]) -> str:
+    """The path of the schema node that describes a value: the value's own, or that of the
+    free-form object it is in (map keys may contain dots: sidecar.istio.io/inject)."""
+    parts = value_path.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in nodes:
+            return ".".join(parts[:n])
+    return ""
+
+
+def test_every_value_in_values_yaml_is_in_the_schema_with_a_description(
+    values: dict[str, Any],
+) -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    nodes = dict(schema_nodes(schema))
+    undescribed = [path for path, node in nodes.items() if path and not node.get("description")]
+    assert undescribed == []
+    missing = []
+    for path in leaf_paths(values):
+        node_path = schema_path(path, nodes)
+        # a value inside a free-form object (podAnnotations' keys, podSecurityContext's fields)
+        # is described by that object's node, which has no properties of its own
+        if node_path != path and "properties" in nodes[node_path]:
+            missing.append(path)
+    assert missing == [], "describe these in values.schema.json"
+
+
+# -- the chart's README -------------------------------------------------------------------------
+
+
+def documented_values() -> set[str]:
+    """The keys in the first column of charts/lifeboat/README.md's value tables."""
+    text = (CHART / "README.md").read_text(encoding="utf-8")
+    return set(re.findall(r"^\| `([A-Za-z0-9_.]+)` \|", text, flags=re.MULTILINE))
+
+
+def test_chart_readme_documents_every_value(values: dict[str, Any]) -> None:
+    documented = documented_values()
+    assert len(documented) > 20, "the README's tables were not found"
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    nodes = dict(schema_nodes(schema))
+    # a free-form object (worker.job.podAnnotations) is documented as itself, not per key
+    undocumented = [
+        path for path in leaf_paths(values) if schema_path(path, nodes) not in documented
+    ]
+    assert undocumented == [], "document these in charts/lifeboat/README.md"
+    unknown = sorted(key for key in documented if key not in nodes)
+    assert unknown == [], "the README documents values the chart does not have"
+
+
+# -- rendered objects against Kubernetes' schemas ---------------------------------------------
+
+NON_DEFAULT_VALUES: dict[str, Any] = {
+    "fullnameOverride": "backups",
+    "image": {"repository": "registry.local/lifeboat", "tag": "0.1.0-pg18", "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "operator": {"watchNamespaces": ["shop", "billing"], "resyncSeconds": 5, "logFormat": "json"},
+    "worker": {
+        "image": {"repository": "mirror.local/lifeboat"},
+        "activeDeadlineSeconds": 0,
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/b"}},
+        "job": {
+            "podAnnotations": {"sidecar.istio.io/inject": "false", "example.com/team": "db"},
+            "podLabels": {"team": "db"},
+            "resources": {
+                "requests": {"cpu": "250m", "memory": "512Mi"},
+                "limits": {"memory": "2Gi"},
+            },
+            "nodeSelector": {"node-pool": "backups"},
+            "tolerations": [{"key": "backups", "operator": "Exists", "effect": "NoSchedule"}],
+            "affinity": {
+                "podAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 50,
+                            "podAffinityTerm": {
+                                "labelSelector": {"matchLabels": {"app": "postgres"}},
+                                "topologyKey": "topology.kubernetes.io/zone",
+                            },
+                        }
+                    ]
+                }
+            },
+            "priorityClassName": "backups",
+            "ttlSecondsAfterFinished": 86400,
+        },
+    },
+    "rbac": {"userRoles": True},
+    "metrics": {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+    },
+    "readinessProbe": {"port": 9091},
+    "livenessProbe": {"port": 9090},
+    "resources": {"requests": {"cpu": "20m"}, "limits": {"cpu": 1, "memory": "256Mi"}},
+    "podAnnotations": {"example.com/scrape": "no"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "infra", "operator": "Exists"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "infra", "operator": "In", "values": ["yes"]}]}
+                ]
+            }
+        }
+    },
+}
+# Kinds of the prometheus-operator's CRDs, not Kubernetes': no Kubernetes schema has them.
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+
+
+@pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param(NON_DEFAULT_VALUES, id="non-defaults"),
+        pytest.param(
+            {"operator": {"allNamespaces": True}, "rbac": {"create": False, "userRoles": False}},
+            id="all-namespaces-no-rbac",
+        ),
+    ],
+)
+def test_rendered_objects_are_valid_kubernetes_objects(
+    overrides: dict[str, Any], kubernetes_version: str
+) -> None:
+    documents = render(overrides)
+    checked = [d for d in documents if (d["apiVersion"], d["kind"]) not in CUSTOM_KINDS]
+    assert checked
+    errors = [e for doc in checked for e in kubernetes_errors(doc, kubernetes_version)]
+    assert errors == []
+
+
+@pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)
+def test_the_chart_crds_are_valid_custom_resource_definitions(kubernetes_version: str) -> None:
+    for path in sorted((CHART / "crds").glob("*.yaml")):
+        assert kubernetes_errors(load_yaml(path), kubernetes_version) == [], path.name
+
+
+# -- what non-default values do -----------------------------------------------------------------
+
+
+def deployment_args(documents: list[dict[str, Any]]) -> argparse.Namespace:
+    [deployment] = find(documents, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return operator_parser().parse_args(container["args"][1:])
+
+
+def test_worker_job_values_reach_every_job_through_the_operator() -> None:
+    """Chart values -> the operator's flags -> its JobDefaults -> the Jobs it builds."""
+    documents = render(NON_DEFAULT_VALUES)
+    config = operator_cli.operator_config(deployment_args(documents))
+    defaults = config.job_defaults
+    assert defaults.image == "mirror.local/lifeboat:0.1.0-pg18"
+    assert defaults.image_pull_policy == "Always"
+    assert defaults.active_deadline_seconds is None
+    backup = Backup.model_validate(
+        {
+            "metadata": {"name": "db", "namespace": "shop", "uid": "0123456789abcdef"},
+            "spec": {
+                "database": {"engine": "sqlite", "persistentVolumeClaim": "data", "path": "a.db"},
+                "storage": {"volume": {"persistentVolumeClaim": "backups"}},
+                "job": {
+                    "podLabels": {"team": "shop"},
+                    "nodeSelector": {"kubernetes.io/hostname": "n7"},
+                },
+            },
+        }
+    )
+    backend = backup.spec.storage.backend()
+    assert backend is not None
+    job = build_backup_job(backup, backend, defaults)
+    template = job["spec"]["template"]
+    pod = template["spec"]
+    wanted = NON_DEFAULT_VALUES["worker"]["job"]
+    assert template["metadata"]["annotations"] == wanted["podAnnotations"]
+    assert template["metadata"]["labels"]["team"] == "shop"  # spec.job's label wins
+    assert pod["nodeSelector"] == {"kubernetes.io/hostname": "n7"}  # spec.job's own
+    assert pod["tolerations"] == wanted["tolerations"]
+    assert pod["affinity"] == wanted["affinity"]
+    assert pod["priorityClassName"] == "backups"
+    assert pod["containers"][0]["resources"] == wanted["resources"]
+    assert pod["containers"][0]["imagePullPolicy"] == "Always"
+    assert job["spec"]["ttlSecondsAfterFinished"] == 86400
+    assert "activeDeadlineSeconds" not in job["spec"]
+
+
+def test_bad_worker_job_the_schema_cannot_see_stops_the_operator_with_the_field_named() -> None:
+    """JSON schema has no CEL: an In requirement without values renders, and the operator
+    refuses to start with the field named (its container restarts with that message)."""
+    bad = {
+        "worker": {
+            "job": {
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {"matchExpressions": [{"key": "z", "operator": "In"}]}
+                            ]
+                        }
+                    }
+                }
+            }
+        }
+    }
+    args = deployment_args(render(bad))
+    with pytest.raises(
+        UsageError, match=r"--job-defaults\.affinity\.nodeAffinity\..*need at least one value"
+    ):
+        operator_cli.operator_config(args)
+
+
+def test_image_pull_secrets_are_on_the_operator_pod_and_both_service_accounts() -> None:
+    documents = render(NON_DEFAULT_VALUES)
+    accounts = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): d.get("imagePullSecrets")
+        for d in find(documents, "ServiceAccount")
+    }
+    assert accounts == {
+        ("lifeboat-system", "backups"): [{"name": "regcred"}],
+        ("shop", "lifeboat-worker"): [{"name": "regcred"}],
+        ("billing", "lifeboat-worker"): [{"name": "regcred"}],
+    }
+    [deployment] = find(documents, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert all("imagePullSecrets" not in d for d in find(render({}), "ServiceAccount"))
+
+
+def test_user_roles_read_and_edit_every_kind_and_aggregate_into_the_builtin_roles() -> None:
+    roles = {d["metadata"]["name"]: d for d in find(render({}), "ClusterRole")}
+    kinds = {BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL, STORE_PLURAL, DRILL_PLURAL}
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    view, edit = roles["lifeboat-view"], roles["lifeboat-edit"]
+    assert granted(view["rules"]) == {
+        (GROUP, k, v) for k in kinds for v in ("get", "list", "watch")
+    }
+    writes = ("create", "update", "patch", "delete", "deletecollection")
+    assert granted(edit["rules"]) == granted(view["rules"]) | {
+        (GROUP, k, v) for k in kinds for v in writes
+    }
+    assert {
+        k for k, v in view["metadata"]["labels"].items() if k.startswith(aggregate) and v == "true"
+    } == {
+        f"{aggregate}view",
+        f"{aggregate}edit",
+        f"{aggregate}admin",
+    }
+    assert {
+        k for k, v in edit["metadata"]["labels"].items() if k.startswith(aggregate) and v == "true"
+    } == {
+        f"{aggregate}edit",
+        f"{aggregate}admin",
+    }
+    for role in (view, edit):  # status is the operator's and the worker's; no Secrets
+        assert not any(
+            "/" in r or r == "secrets" for rule in role["rules"] for r in rule["resources"]
+        )
+    no_roles = {
+        d["metadata"]["name"] for d in find(render({"rbac": {"userRoles": False}}), "ClusterRole")
+    }
+    assert not {"lifeboat-view", "lifeboat-edit"} & no_roles
+
+
+def test_the_operator_runs_non_root_on_a_read_only_root_with_both_probes() -> None:
+    for overrides in ({}, NON_DEFAULT_VALUES):
+        [deployment] = find(render(overrides), "Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        args = operator_parser().parse_args(container["args"][1:])
+        for probe, flag in (("livenessProbe", args.liveness), ("readinessProbe", args.readiness)):
+            port_name = container[probe]["httpGet"]["port"]
+            path = container[probe]["httpGet"]["path"]
+            assert flag == f"http://0.0.0.0:{ports[port_name]}{path}", probe
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{", "--job-defaults is not JSON"),
+        ("[]", "--job-defaults must be a JSON object"),
+        ('{"image": "x"}', "--job-defaults.image: unknown field"),
+        ('{"podLabels": {"a": "b c"}}', "--job-defaults.podLabels.a: 'b c' is not a label value"),
+        ('{"resources": {"limits": {"memory": "lots"}}}', "--job-defaults.resources.limits.memory"),
+    ],
+)
+def test_job_defaults_are_checked_as_spec_job_is(text: str, expected: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        operator_cli.job_template(text)
+    assert expected in str(refused.value)
+
+
+def test_job_defaults_unset_empty_and_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert operator_cli.job_template(None) == default_job_template()
+    assert operator_cli.job_template("{}") == JobTemplateOptions(), "{}: no defaults at all"
+    assert operator_cli.job_template('{"nodeSelector": {}, "priorityClassName": null}') == (
+        JobTemplateOptions()
+    )
+    monkeypatch.setenv("LIFEBOAT_JOB_DEFAULTS", '{"priorityClassName": "backups"}')
+    args = operator_parser().parse_args(["--all-namespaces"])
+    template = operator_cli.operator_config(args).job_defaults.template
+    assert template.priority_class_name == "backups"
+
+
+def test_a_malformed_probe_endpoint_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from lifeboat.cli import main
+
+    assert main(["operator", "--all-namespaces", "--readiness", "0.0.0.0:8081/readyz"]) == 2
+    assert "--readiness: expected http://HOST:PORT/PATH" in capsys.readouterr().err

@@ -3,7 +3,13 @@ import os
 
 import pytest
 
-from lifeboat.worker.compression import Compression, DecompressingReader, make_compressor
+from lifeboat.worker.compression import (
+    DEFAULT_LEVELS,
+    Compression,
+    DecompressingReader,
+    make_compressor,
+    usable_cpus,
+)
 from lifeboat.worker.errors import ChecksumMismatch, UsageError
 
 
@@ -80,3 +86,39 @@ def test_bad_names_and_levels_name_the_option() -> None:
         Compression.parse("lz4")
     with pytest.raises(UsageError, match="--level"):
         make_compressor(Compression.ZSTD, 40)
+
+
+def test_zstd_defaults_to_the_measured_level_on_every_usable_cpu() -> None:
+    assert DEFAULT_LEVELS[Compression.ZSTD] == 2  # docs/benchmarks.md: chosen by measurement
+    data = os.urandom(100_000) + b"row\tvalue\n" * 400_000
+    for threads in (1, 2):
+        c = make_compressor(Compression.ZSTD, threads=threads)
+        # Fed in chunks, as the pipeline does: workers return output as they finish it.
+        blob = b"".join(c.compress(data[i : i + 65536]) for i in range(0, len(data), 65536))
+        blob += c.flush()
+        out = DecompressingReader(CountingReader(blob), Compression.ZSTD)
+        chunks = []
+        while chunk := out.read(1 << 20):
+            chunks.append(chunk)
+        assert b"".join(chunks) == data
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu.max": "150000 100000\n"}, 2),
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_usable_cpus_follow_the_containers_cpu_limit(
+    tmp_path, files: dict[str, str], expected: int | None
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cpus(tmp_path) == (affinity if expected is None else min(expected, affinity))

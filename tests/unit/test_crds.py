@@ -19,9 +19,11 @@ from pydantic import ValidationError
 
 from lifeboat.api import Backup, BackupSchedule, BackupSpec, Restore
 from lifeboat.api.backup import BACKUP_IMMUTABLE_RULE, BACKUP_MUTABLE_FIELDS
+from lifeboat.api.common import describe_validation_error
 from lifeboat.api.crd import (
     BACKUP_CRD_NAME,
     BACKUP_PLURAL,
+    DRILL_PLURAL,
     GROUP,
     RESTORE_CRD_NAME,
     RESTORE_PLURAL,
@@ -245,6 +247,7 @@ def test_write_crds_writes_every_file(tmp_path: Path) -> None:
             f"{RESTORE_CRD_NAME}.yaml",
             f"{SCHEDULE_PLURAL}.{GROUP}.yaml",
             f"{STORE_PLURAL}.{GROUP}.yaml",
+            f"{DRILL_PLURAL}.{GROUP}.yaml",
         ]
     )
     for path in written:
@@ -261,6 +264,7 @@ def test_write_crds_writes_every_file(tmp_path: Path) -> None:
         (RESTORE_PLURAL, "Restore", "lbr"),
         (SCHEDULE_PLURAL, "BackupSchedule", "lbs"),
         (STORE_PLURAL, "BackupStore", "lbst"),
+        (DRILL_PLURAL, "RestoreDrill", "lbd"),
     ],
 )
 def test_names_scope_and_version(plural: str, kind: str, short_name: str) -> None:
@@ -283,7 +287,10 @@ def test_names_scope_and_version(plural: str, kind: str, short_name: str) -> Non
     assert version["schema"]["openAPIV3Schema"]["required"] == ["spec"]
 
 
-@pytest.mark.parametrize("plural", [BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL, STORE_PLURAL])
+ALL_PLURALS = [BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL, STORE_PLURAL, DRILL_PLURAL]
+
+
+@pytest.mark.parametrize("plural", ALL_PLURALS)
 def test_every_property_at_every_depth_has_a_description(plural: str) -> None:
     undocumented = [
         f"{path}.{name}"
@@ -294,7 +301,7 @@ def test_every_property_at_every_depth_has_a_description(plural: str) -> None:
     assert undocumented == []
 
 
-@pytest.mark.parametrize("plural", [BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL, STORE_PLURAL])
+@pytest.mark.parametrize("plural", ALL_PLURALS)
 def test_schema_is_structural(plural: str) -> None:
     for path, node in walk(open_api_schema(plural)):
         assert "$ref" not in node, path
@@ -448,6 +455,22 @@ def json_path_exists(schema: dict[str, Any], json_path: str) -> bool:
                 "Message": (".status.message", "string", 1),
             },
         ),
+        (
+            DRILL_PLURAL,
+            {
+                "Phase": (".status.phase", "string", 0),
+                "Progress": (".status.progress.percentText", "string", 0),
+                "Backup": (".status.resolvedBackup", "string", 0),
+                "Restore Seconds": (".status.report.restoreSeconds", "number", 0),
+                "Rows": (".status.report.rowsVerified", "integer", 0),
+                "Age": (".metadata.creationTimestamp", "date", 0),
+                "Engine": (".status.engine", "string", 1),
+                "Drill Database": (".status.database", "string", 1),
+                "Failed Check": (".status.report.failedCheck", "string", 1),
+                "Job": (".status.jobName", "string", 1),
+                "Message": (".status.message", "string", 1),
+            },
+        ),
     ],
 )
 def test_printer_columns(plural: str, expected: dict[str, tuple[str, str, int]]) -> None:
@@ -477,6 +500,81 @@ def test_server_defaults_match_the_models_defaults() -> None:
     schema = open_api_schema(BACKUP_PLURAL)
     defaulted = apply_defaults(schema, ISSUE_BACKUP)["spec"]
     assert defaulted == Backup.model_validate(ISSUE_BACKUP).spec.to_api_dict()
+
+
+JOB_POD_OPTIONS: dict[str, Any] = {
+    "podAnnotations": {"sidecar.istio.io/inject": "false", "example.com/note": "a: b {c}"},
+    "podLabels": {"team": "db", "app.example.com/tier": ""},
+    "priorityClassName": "backup-critical",
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "topology.kubernetes.io/zone",
+                                "operator": "In",
+                                "values": ["a"],
+                            },
+                            {"key": "spot", "operator": "DoesNotExist"},
+                            {"key": "cores", "operator": "Gt", "values": ["3"]},
+                        ]
+                    },
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
+                ]
+            },
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "preference": {
+                        "matchExpressions": [
+                            {"key": "disk", "operator": "NotIn", "values": ["hdd"]}
+                        ]
+                    },
+                }
+            ],
+        },
+        "podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {"app": "postgres"}},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        },
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 1,
+                    "podAffinityTerm": {
+                        "labelSelector": {
+                            "matchExpressions": [{"key": "role", "operator": "Exists"}]
+                        },
+                        "namespaceSelector": {},
+                        "namespaces": ["shop"],
+                        "topologyKey": "topology.kubernetes.io/zone",
+                    },
+                }
+            ]
+        },
+    },
+}
+NODE_TERM = "spec.job.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+
+
+def node_requirement(requirement: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [requirement]}]
+            }
+        }
+    }
+
+
+def pod_term(term: dict[str, Any]) -> dict[str, Any]:
+    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
 
 
 GOOD = [
@@ -512,6 +610,7 @@ GOOD = [
         ),
         id="job-tuning",
     ),
+    pytest.param(BACKUP_PLURAL, edited(ISSUE_BACKUP, "spec.job", JOB_POD_OPTIONS), id="job-pod"),
     pytest.param(RESTORE_PLURAL, SOURCE_RESTORE, id="restore-from-source"),
     pytest.param(
         RESTORE_PLURAL,
@@ -571,6 +670,97 @@ BAD = [
         "remove value",
         id="toleration-exists-with-value",
     ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.job.affinity",
+        node_requirement({"key": "zone", "operator": "In"}),
+        "In and NotIn need at least one value",
+        id="node-in-without-values",
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.job.affinity",
+        node_requirement({"key": "zone", "operator": "Exists", "values": ["a"]}),
+        "Exists and DoesNotExist take no values",
+        id="node-exists-with-values",
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.job.affinity",
+        node_requirement({"key": "cores", "operator": "Lt", "values": ["many"]}),
+        "exactly one value, an integer",
+        id="node-lt-not-an-integer",
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.job.affinity",
+        node_requirement({"key": "zone", "operator": "Near", "values": ["a"]}),
+        "operator",
+        id="node-unknown-operator",
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.job.affinity",
+        {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}
+            }
+        },
+        "nodeSelectorTerms",
+        id="no-node-selector-terms",
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.job.affinity",
+        pod_term(
+            {
+                "labelSelector": {"matchExpressions": [{"key": "a", "operator": "NotIn"}]},
+                "topologyKey": "kubernetes.io/hostname",
+            }
+        ),
+        "In and NotIn need at least one value",
+        id="pod-selector-notin-without-values",
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.job.affinity",
+        pod_term({"labelSelector": {"matchLabels": {"app": "db"}}}),
+        "topologyKey",
+        id="pod-term-without-topology",
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.job.affinity",
+        {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 101, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}
+                ]
+            }
+        },
+        "weight",
+        id="weight-over-100",
+    ),
+    pytest.param(
+        BACKUP_PLURAL, "spec.job.podLabels", {"team": "db ops"}, "podLabels", id="label-value"
+    ),
+    pytest.param(
+        BACKUP_PLURAL, "spec.job.podAnnotations", {"a": 1}, "podAnnotations", id="annotation-int"
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.job.priorityClassName",
+        "Critical",
+        "priorityClassName",
+        id="priority-class-name",
+    ),
+    pytest.param(
+        BACKUP_PLURAL,
+        "spec.job.ttlSecondsAfterFinished",
+        -1,
+        "ttlSecondsAfterFinished",
+        id="negative-ttl",
+    ),
     pytest.param(BACKUP_PLURAL, "spec.database", ..., "database", id="no-database"),
     pytest.param(RESTORE_PLURAL, "spec.backupRef", ..., "exactly one of backupRef", id="neither"),
     pytest.param(
@@ -605,6 +795,20 @@ def test_bad_manifests_are_rejected_by_schema_and_models(
     assert any(expected in error for error in errors), errors
     with pytest.raises(ValidationError):
         (Backup if plural == BACKUP_PLURAL else Restore).model_validate(manifest)
+
+
+def test_bad_pod_label_and_annotation_keys_are_refused_by_the_operator_with_the_field_named() -> (
+    None
+):
+    """A CRD schema cannot check map keys without costly CEL; the model does, so the operator
+    fails such a Backup with the field named before it builds a Job the API server would
+    refuse."""
+    for field, value in (("podLabels", {"-team": "db"}), ("podAnnotations", {"a/b/c": "x"})):
+        manifest = edited(ISSUE_BACKUP, "spec.job", {field: value})
+        assert api_server_errors(BACKUP_PLURAL, manifest) == []
+        with pytest.raises(ValidationError) as refused:
+            Backup.model_validate(manifest)
+        assert describe_validation_error(refused.value).startswith(f"spec.job.{field}: "), field
 
 
 def test_restore_from_source_needs_a_target() -> None:
@@ -942,7 +1146,8 @@ def test_recorded_storage_and_store_status_validate_and_are_declared() -> None:
     assert api_server_errors(BACKUP_PLURAL, backup) == []
     assert Backup.model_validate(backup).status.storage is not None
     status_schema = open_api_schema(BACKUP_PLURAL)["properties"]["status"]["properties"]
-    assert set(status_schema["storage"]["properties"]) == {"s3", "volume"}
+    # The encryption is recorded too: Restores take the Backup's key reference from here.
+    assert set(status_schema["storage"]["properties"]) == {"s3", "volume", "encryption"}
 
     store = dict(ISSUE_STORE)
     store["status"] = {

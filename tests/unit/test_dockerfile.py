@@ -1,7 +1,9 @@
 """The image, checked without building it: hadolint, and what Kubernetes expects of the image.
 
 No Docker engine runs these tests, so they read the Dockerfile: the user the Jobs' security
-context demands, the client tools the engines run, and a root filesystem that stays read-only.
+context demands, the client tools the engines run (one PostgreSQL client, the newest, for every
+server major; MariaDB's for MariaDB and MySQL 8), and a root filesystem that stays read-only.
+The build's own checks (`pg_dump --version` of the right major) are run here in a shell.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
-# The tools the engines run, and the Debian 12 package that ships each. {major} is PostgreSQL's
-# major version: Debian's 15 by default, PG_MAJOR's from PGDG.
+# The tools the engines run, and the Debian package that ships each (Debian 12, Debian 13 and
+# PGDG package them alike). {major} is PostgreSQL's major version (PG_MAJOR).
 REQUIRED_TOOLS = {
     "pg_dump": "postgresql-client-{major}",
     "pg_restore": "postgresql-client-{major}",
@@ -36,14 +38,22 @@ REQUIRED_TOOLS = {
     "mariadb-dump": "mariadb-client",
     "mariadb": "mariadb-client-core",
 }
-# The dependencies that matter here (Debian 12 and PGDG package them alike). The /usr/bin
-# wrappers in postgresql-client-common run the newest client installed.
+# MySQL 8's default authentication, for the mariadb tools (a client plugin of libmariadb3).
+MYSQL8_LOGIN_PLUGIN = ("libmariadb3/plugin/caching_sha2_password.so", "libmariadb3")
+# The dependencies that matter here. The /usr/bin wrappers in postgresql-client-common run the
+# newest client installed.
 DEPENDS = {
     "postgresql-client": {"postgresql-client-{major}"},
     "postgresql-client-{major}": {"postgresql-client-common"},
     "mariadb-client": {"mariadb-client-core"},
+    "mariadb-client-core": {"libmariadb3"},
 }
+# The PostgreSQL major each Debian release packages (its `postgresql-client`).
+DEBIAN_POSTGRESQL_MAJOR = {"bookworm": "15", "trixie": "17"}
+# This machine's Debian (CI's): where dpkg can confirm the tables above.
 DEBIAN_PG_MAJOR = "15"
+# The oldest PostgreSQL server major the image must dump and restore.
+OLDEST_POSTGRESQL_SERVER = 13
 
 
 def brought_in(packages: set[str], major: str) -> set[str]:
@@ -206,7 +216,18 @@ def test_runtime_copies_the_venv_from_a_builder_with_the_same_python(
     assert builder.base == runtime.base
     assert "--from=builder /opt/lifeboat /opt/lifeboat" in runtime.all("COPY")
     assert env_values(runtime)["PATH"].startswith("/opt/lifeboat/bin:")
-    assert re.fullmatch(r"python:3\.11-slim-bookworm", _default_arg("BASE_IMAGE"))
+
+
+def test_base_is_the_python_the_suite_checks_on_debian_13() -> None:
+    """Python as ruff and mypy target it (the version CI runs), on Debian 13 (trixie), whose own
+    PostgreSQL client is 17."""
+    base = re.fullmatch(r"python:(\d+\.\d+)-slim-(\w+)", _default_arg("BASE_IMAGE"))
+    assert base, _default_arg("BASE_IMAGE")
+    python, debian = base.groups()
+    assert PYPROJECT["tool"]["mypy"]["python_version"] == python
+    assert PYPROJECT["tool"]["ruff"]["target-version"] == "py" + python.replace(".", "")
+    assert PYPROJECT["project"]["requires-python"] == f">={python}"
+    assert debian == "trixie"
 
 
 def _default_arg(name: str) -> str:
@@ -260,13 +281,90 @@ def test_nothing_needs_to_write_outside_tmp(runtime: Stage) -> None:
 
 def test_installed_packages_provide_every_tool_the_engines_run(runtime: Stage) -> None:
     named = set().union(*(apt_packages(run) for run in runtime.all("RUN")))
-    debian = {"postgresql-client", "mariadb-client"}  # the default build
-    pgdg = {"postgresql-client-${PG_MAJOR}", "mariadb-client"}  # --build-arg PG_MAJOR=N
-    assert debian | pgdg <= named, named
-    for choice, major in ((debian, DEBIAN_PG_MAJOR), (pgdg, "17")):
-        installed = brought_in(choice, major)
+    clients = {"postgresql-client-${PG_MAJOR}", "mariadb-client"}
+    assert clients <= named, named
+    for major in (_default_arg("PG_MAJOR"), "18"):
+        installed = brought_in(clients, major)
         for tool, package in REQUIRED_TOOLS.items():
             assert package.format(major=major) in installed, f"nothing installs {tool}"
+        assert MYSQL8_LOGIN_PLUGIN[1] in installed, "nothing installs MySQL 8's login plugin"
+
+
+def test_one_postgresql_client_the_newest_debian_13_has_serves_every_supported_server() -> None:
+    """pg_dump dumps its own major and older ones: one client, the newest packaged, covers
+    every server from 13 on; by default from Debian itself, no third-party repository."""
+    default = int(_default_arg("PG_MAJOR"))
+    debian = re.fullmatch(r"python:[\d.]+-slim-(\w+)", _default_arg("BASE_IMAGE"))
+    assert debian
+    assert default == int(DEBIAN_POSTGRESQL_MAJOR[debian.group(1)])
+    assert default >= 17 > OLDEST_POSTGRESQL_SERVER
+
+
+def test_pgdg_is_set_up_only_for_a_major_debian_does_not_have(runtime: Stage) -> None:
+    [run] = [r for r in runtime.all("RUN") if "apt-get install" in r]
+    guard = re.search(
+        r'if ! apt-cache show "postgresql-client-\$\{PG_MAJOR\}" >/dev/null 2>&1;'
+        r"\s*then\s+(.*?);\s*fi;",
+        run,
+    )
+    assert guard, "PGDG must be set up only when Debian lacks postgresql-client-${PG_MAJOR}"
+    assert "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y" in guard.group(1)
+    assert run.index(guard.group(0)) < run.index(
+        'apt-get install -y --no-install-recommends "postgresql'
+    )
+
+
+@pytest.mark.parametrize(
+    ("pg_major", "version", "accepted"),
+    [
+        ("17", "pg_dump (PostgreSQL) 17.12 (Debian 17.12-0+deb13u1)", True),
+        ("18", "pg_dump (PostgreSQL) 18.1 (Debian 18.1-1.pgdg13+2)", True),
+        ("17", "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)", False),
+        ("1", "pg_dump (PostgreSQL) 17.12", False),
+        ("17", "pg_dump (PostgreSQL) 170.1", False),
+    ],
+)
+def test_the_build_fails_unless_pg_dump_is_of_pg_major(
+    runtime: Stage, tmp_path: Path, pg_major: str, version: str, accepted: bool
+) -> None:
+    """The build's own check, run in a shell against a pg_dump that prints `version`."""
+    [run] = [r for r in runtime.all("RUN") if "apt-get install" in r]
+    check = re.search(r'case "\$\(pg_dump --version\)" in .*? esac', run)
+    assert check, "the build must check pg_dump's major version"
+    fake = tmp_path / "pg_dump"
+    fake.write_text(f"#!/bin/sh\necho '{version}'\n")
+    fake.chmod(0o755)
+    done = subprocess.run(
+        ["sh", "-ec", check.group(0)],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", "PG_MAJOR": pg_major},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert (done.returncode == 0) is accepted, done
+
+
+def test_the_build_proves_mysql_8_logins_work(runtime: Stage) -> None:
+    """MySQL 8's default caching_sha2_password: the mariadb tools' plugin is installed, and
+    PyMySQL finds cryptography (a runtime dependency, pinned), or the build fails."""
+    runs = " ".join(runtime.all("RUN"))
+    assert f"ls /usr/lib/*/{MYSQL8_LOGIN_PLUGIN[0]}" in runs
+    assert 'assert auth._have_cryptography"' in runs
+    dependencies = [
+        re.split(r"[<>=\[ ]", d, maxsplit=1)[0] for d in PYPROJECT["project"]["dependencies"]
+    ]
+    assert "cryptography" in dependencies
+    constraints = (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    assert any(re.fullmatch(r"cryptography==[\d.]+", line) for line in constraints)
+
+
+def test_the_image_checks_itself_as_the_unprivileged_user(runtime: Stage) -> None:
+    """The last RUN (lifeboat --version, the cryptography import) runs after USER: the console
+    script and the imports work as 10001 with nothing written."""
+    keywords = [keyword for keyword, _ in runtime.instructions]
+    user_at = keywords.index("USER")
+    assert "RUN" in keywords[user_at:]
+    assert "lifeboat --version" in runtime.instructions[keywords.index("RUN", user_at)][1]
 
 
 def test_build_runs_every_required_tool(runtime: Stage) -> None:
@@ -297,6 +395,11 @@ def test_tool_tables_match_the_debian_packages() -> None:
             expected = package.format(major=path.parts[-3])
             assert owner == expected, f"{path} is shipped by {owner}, not {expected}"
             checked += 1
+    plugin = sorted(Path("/usr/lib").glob(f"*/{MYSQL8_LOGIN_PLUGIN[0]}"))
+    for path in plugin:
+        owner = _dpkg("--search", str(path)).partition(":")[0]
+        assert owner.split(":")[0] == MYSQL8_LOGIN_PLUGIN[1], f"{path} is shipped by {owner}"
+        checked += 1
     for package, dependencies in DEPENDS.items():
         name = package.format(major=DEBIAN_PG_MAJOR)
         status, _, depends = _dpkg("--show", "--showformat=${Status}|${Depends}", name).partition(

@@ -19,6 +19,7 @@ import yaml
 from lifeboat.api import (
     API_VERSION,
     BACKUP_PLURAL,
+    DRILL_PLURAL,
     GROUP,
     RESTORE_PLURAL,
     SCHEDULE_PLURAL,
@@ -28,6 +29,7 @@ from lifeboat.api import (
     BackupStore,
     ConditionType,
     Restore,
+    RestoreDrill,
 )
 from lifeboat.api.database import DatabaseSpec
 from lifeboat.api.storage import StorageBackend, StorageSpec
@@ -41,12 +43,14 @@ MODELS = {
     "Restore": Restore,
     "BackupStore": BackupStore,
     "BackupSchedule": BackupSchedule,
+    "RestoreDrill": RestoreDrill,
 }
 PLURALS = {
     "Backup": BACKUP_PLURAL,
     "Restore": RESTORE_PLURAL,
     "BackupStore": STORE_PLURAL,
     "BackupSchedule": SCHEDULE_PLURAL,
+    "RestoreDrill": DRILL_PLURAL,
 }
 OTHER_KINDS = {"Secret", "PersistentVolumeClaim"}
 PLACEHOLDER = "change-me"
@@ -87,6 +91,7 @@ def test_the_examples_are_there() -> None:
         "backup-store.yaml",
         "nightly-schedule.yaml",
         "restore-latest.yaml",
+        "restore-drill.yaml",
     }
     kinds = {doc["kind"] for _, doc in DOCUMENTS}
     assert kinds <= MODELS.keys() | OTHER_KINDS, kinds
@@ -141,6 +146,7 @@ def secrets_read_by(doc: dict[str, Any]) -> list[tuple[str, str]]:
     """(Secret name, key) pairs a Backup, Restore or BackupStore makes its Jobs read, defaults
     included. A storeRef's credentials are the store's: its own file holds them."""
     model = MODELS[doc["kind"]].model_validate(doc)
+    refs: list[tuple[str, str]] = []
     databases: list[DatabaseSpec] = []
     storages: list[StorageSpec | StorageBackend] = []
     if isinstance(model, BackupStore):
@@ -148,13 +154,20 @@ def secrets_read_by(doc: dict[str, Any]) -> list[tuple[str, str]]:
     elif isinstance(model, BackupSchedule):
         databases.append(model.spec.template.database)
         storages.append(model.spec.template.storage)
+        target = model.spec.drill.target if model.spec.drill else None
+        if target is not None and target.password_secret_ref is not None:
+            refs.append((target.password_secret_ref.name, target.password_secret_ref.key))
+    elif isinstance(model, RestoreDrill):
+        target = model.spec.target
+        if target is not None and target.password_secret_ref is not None:
+            refs.append((target.password_secret_ref.name, target.password_secret_ref.key))
     elif isinstance(model, Backup):
         databases.append(model.spec.database)
         storages.append(model.spec.storage)
     else:
         databases += [model.spec.target] if model.spec.target else []
         storages += [model.spec.source.storage] if model.spec.source else []
-    refs = [
+    refs += [
         (d.password_secret_ref.name, d.password_secret_ref.key)
         for d in databases
         if d.password_secret_ref
@@ -216,7 +229,8 @@ def test_schedule_refs_name_a_schedule_of_the_examples() -> None:
 
 
 def test_the_nightly_schedule_is_what_its_comments_say() -> None:
-    """02:00 in a named time zone, a grandfather-father-son retention that frees space."""
+    """02:00 in a named time zone, a grandfather-father-son retention that frees space, and a
+    weekly restore drill with the drills' own login."""
     [(_, doc)] = [item for item in CUSTOM if item[1]["kind"] == "BackupSchedule"]
     spec = BackupSchedule.model_validate(doc).spec
     assert (spec.schedule, spec.time_zone) == ("0 2 * * *", "Europe/Berlin")
@@ -225,6 +239,14 @@ def test_the_nightly_schedule_is_what_its_comments_say() -> None:
     assert kept == (7, 4, 6)
     assert spec.template.deletion_policy.value == "Delete"
     Schedule.parse(spec.schedule, spec.time_zone)  # what the operator checks beyond the schema
+    drill = spec.drill
+    assert drill is not None
+    assert drill.schedule == "0 4 * * 0"
+    Schedule.parse(drill.schedule, spec.time_zone)
+    assert drill.target is not None
+    assert drill.target.user == "lifeboat_drill"
+    assert [check.name for check in drill.checks or ()] == ["orders-present", "fresh-orders"]
+    assert "${BACKUP_TIME}" in (drill.checks or [])[1].query
 
 
 def test_store_refs_name_a_store_of_the_examples() -> None:
@@ -255,7 +277,7 @@ def test_commands_in_the_docs_name_objects_of_the_examples() -> None:
     ]
     text = "\n".join(path.read_text(encoding="utf-8") for path in paths)
     name = r"([a-z0-9][-a-z0-9]*[a-z0-9])"
-    kinds = "backupstore|backupschedule|backup|restore"
+    kinds = "backupstore|backupschedule|backup|restoredrill|restore"
     mentioned = set(re.findall(rf"\b({kinds})/{name}", text))
     mentioned |= set(re.findall(rf"kubectl describe ({kinds})\s+(?:-n \S+\s+)?{name}", text))
     assert len(mentioned) >= len(FILES), "the commands are no longer found: is the regex right?"

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from lifeboat.worker.engines.mysql import SqlDumpScanner
+from lifeboat.worker.engines.mysql.dump_stream import count_rows
 from lifeboat.worker.engines.mysql.held_objects import split_statements
 from lifeboat.worker.engines.mysql.reserved_names import StagingNames
 from lifeboat.worker.errors import DumpFailed
@@ -383,3 +384,58 @@ def test_statements_are_split_as_the_client_splits_them() -> None:
     assert statements[2].endswith(b"FOR EACH ROW SET NEW.a = 1 */")
     assert statements[3] == b"/*!50003 SET sql_mode = @saved */"
     assert len(statements) == 4
+
+
+def _regex_count(rows: bytes) -> int:
+    """What the row regex (the scanner's exact fallback) counts, or -1 where it rejects."""
+    from lifeboat.worker.engines.mysql.dump_stream import _ROW, _ROW_SEPARATORS
+
+    rest, n = _ROW.subn(b"", rows)
+    return -1 if rest.translate(None, _ROW_SEPARATORS) else n
+
+
+@pytest.mark.parametrize("separator", [b",", b",\n"], ids=["one-line", "row-per-line"])
+def test_the_fast_count_equals_the_row_regex_on_mysqldump_rows(separator: bytes) -> None:
+    rng = random.Random(5)
+    fast_counted = 0
+    for trial in range(400):
+        alphabet = "ab'\\\"(),;\n\r\x00\x1a`é🚀 -0123456789"
+        if trial % 4:
+            alphabet = alphabet.replace("(", "").replace(")", "")
+        rows = [
+            (
+                i,
+                None
+                if rng.random() < 0.1
+                else "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12))),
+            )
+            for i in range(rng.randrange(1, 30))
+        ]
+        text = separator.join(rows_sql(rows))
+        fast = count_rows(text)
+        if fast is not None:
+            fast_counted += 1
+            assert fast == _regex_count(text) == len(rows)
+    assert fast_counted > 100  # strings without parentheses take the fast way
+
+
+def test_strings_with_parentheses_leave_the_count_to_the_regex() -> None:
+    text = b",\n".join(rows_sql([(1, "a),(b"), (2, "(")]))
+    assert count_rows(text) is None
+    dump = HEADER + data_section(b"t", [rows_sql([(1, "a),(b"), (2, "(")])], one_line=False)
+    assert scan(dump + FOOTER, 9).row_counts == {"t": 2}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"(1,'a')(2,'b'", b"(1,(2)),(3)", b"(1,'it''s'),('x", b"(1),)(", b"1,2"],
+)
+def test_what_is_not_rows_is_not_counted_the_fast_way(text: bytes) -> None:
+    assert count_rows(text) is None
+
+
+def test_many_semicolons_inside_strings_do_not_end_the_insert() -> None:
+    rows = rows_sql([(i, ";" * 40 + "; x;") for i in range(50)])
+    dump = HEADER + data_section(b"t", [rows[:25], rows[25:]], one_line=False) + FOOTER
+    for chunk in (7, 100, 1 << 20):
+        assert scan(dump, chunk).row_counts == {"t": 50}

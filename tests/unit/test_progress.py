@@ -111,6 +111,50 @@ def test_json_lines_reporter_writes_one_object_per_line(tmp_path) -> None:
     assert any(line["bytes_done"] == 5 and line["percent"] == 50.0 for line in lines)
 
 
+def test_json_lines_are_thinned_to_the_interval_but_keep_every_stage_and_the_end() -> None:
+    """What a Job logs (--progress-interval): a line at most every 10 s of the operation, one
+    per stage change, and the final one; a minute of steady bytes is not 120 lines."""
+    import io
+    import itertools
+    import json
+
+    stream = io.StringIO()
+    clock = FakeClock()
+    progress = Progress(
+        "backup", [JsonLinesReporter(stream, min_interval=10)], interval=0.5, clock=clock
+    )
+    progress.set_stage("dumping")
+    for second in range(60):
+        clock.now += 0.5
+        progress.add_bytes(100)
+        clock.now += 0.5
+        progress.add_bytes(100)
+        if second == 29:
+            progress.set_stage("uploading")
+    clock.now += 0.2
+    progress.finish()
+    lines = [json.loads(line)["progress"] for line in stream.getvalue().splitlines()]
+    stages = [line["stage"] for line in lines]
+    assert stages[0] == "dumping"
+    assert stages[-1] == "done"
+    assert lines[-1]["bytes_done"] == 12_000
+    assert "uploading" in stages
+    for before, after in itertools.pairwise(lines):
+        if after["stage"] == before["stage"]:
+            assert after["elapsed_seconds"] - before["elapsed_seconds"] >= 10, (before, after)
+    assert [(line["stage"], round(line["elapsed_seconds"])) for line in lines] == [
+        ("dumping", 0),
+        ("dumping", 10),
+        ("dumping", 20),
+        ("dumping", 30),
+        ("uploading", 30),
+        ("uploading", 40),
+        ("uploading", 50),
+        ("uploading", 60),
+        ("done", 60),
+    ]
+
+
 def test_a_low_estimate_is_corrected_as_tables_finish() -> None:
     # The catalog says 3 tables of 100 bytes; the dump really writes 150 per table.
     progress, seen, clock = collecting_progress()

@@ -1,5 +1,5 @@
--- Argo CD health of a lifeboat.dev Backup or Restore (the same phases; a Restore's dry run
--- completes with reason DryRunSucceeded).
+-- Argo CD health of a lifeboat.dev Backup, Restore or RestoreDrill (the same phases; a
+-- Restore's dry run completes with reason DryRunSucceeded, a passing drill with DrillPassed).
 -- Completed: Healthy. Failed: Degraded, with the reason Lifeboat recorded (AuthenticationFailed,
 -- ChecksumMismatch, VerificationFailed, DeadlineExceeded...). Pending/Running: Progressing,
 -- with measured progress. A spec edit the operator has not observed yet is Progressing too

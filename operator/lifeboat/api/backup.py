@@ -18,22 +18,27 @@ from lifeboat.api.common import (
     ObjectMeta,
     SpecModel,
     StatusModel,
+    Timestamp,
     cel,
 )
 from lifeboat.api.database import (
     DatabaseSpec,
     Engine,
 )
+from lifeboat.api.drill import DRILL_HISTORY_LIMIT, DrillRecord
 from lifeboat.api.job import (
     JobOptions,
 )
 from lifeboat.api.status import (
     OperationStatus,
+    Phase,
 )
 from lifeboat.api.storage import (
+    ArtifactEncryption,
     Compression,
     StorageBackend,
     StorageSpec,
+    StoredServerSideEncryption,
 )
 from lifeboat.contract import format_bytes
 
@@ -114,6 +119,14 @@ class BackupArtifact(StatusModel):
     compression: Compression | None = None
     """Compression actually used for the stored dump."""
 
+    encryption: ArtifactEncryption | None = None
+    """How Lifeboat encrypted the stored dump (algorithm and key id, never the key); unset when
+    it is not encrypted. A restore needs the key with this key id."""
+
+    server_side_encryption: StoredServerSideEncryption | None = None
+    """The S3 server-side encryption S3 reported for the stored dump (also a bucket's default
+    encryption); unset when S3 reported none, or for a volume."""
+
     engine: Engine | None = None
     """Engine the dump was taken from."""
 
@@ -139,6 +152,54 @@ class BackupArtifact(StatusModel):
         return None if self.size is None else format_bytes(self.size)
 
 
+RESTORE_HISTORY_LIMIT: Final = 20
+"""status.restores keeps at most this many Restores (dry runs and failures are dropped first,
+then the oldest successful ones)."""
+
+
+class RestoreRecord(StatusModel):
+    """One Restore that read this Backup, as the operator recorded it when the Restore ended."""
+
+    name: Annotated[str, Field(max_length=253)]
+    """Name of the Restore, in this Backup's namespace. A Restore created again under this name
+    (for example by a GitOps tool after it was deleted) does not restore again once this name
+    has restored this Backup successfully: it fails with reason AlreadyRestored, unless it
+    carries the annotation lifeboat.dev/restore-again with a value not recorded here for a
+    successful restore."""
+
+    uid: Annotated[str, Field(max_length=128)]
+    """metadata.uid of that Restore: a Restore deleted and created again has a new one."""
+
+    time: Timestamp
+    """When the Restore ended."""
+
+    result: Phase
+    """Completed or Failed."""
+
+    reason: Annotated[str, Field(max_length=1024)]
+    """The Restore's status.reason: Completed, DryRunSucceeded, or why it failed (for example
+    ChecksumMismatch, AuthenticationFailed)."""
+
+    dry_run: bool = False
+    """true: a dry run; it changed nothing and never counts as a restore."""
+
+    restore_again: Annotated[str, Field(max_length=256)] | None = None
+    """The value of the Restore's lifeboat.dev/restore-again annotation, if it had one (values
+    longer than 256 characters are recorded as their sha256)."""
+
+    database: Annotated[str, Field(max_length=4096)] | None = None
+    """The database restored into: its name (sqlite: the file's path on its claim)."""
+
+    checksum_verified: bool | None = None
+    """The artifact's SHA-256 matched the manifest."""
+
+    tables_verified: Annotated[int, Field(ge=0)] | None = None
+    """Tables whose row counts were compared with the manifest after the restore."""
+
+    rows_verified: Annotated[int, Field(ge=0)] | None = None
+    """Rows counted in the target across those tables."""
+
+
 class BackupStatus(OperationStatus):
     """Observed state of a Backup, written by the operator and its Job."""
 
@@ -154,6 +215,17 @@ class BackupStatus(OperationStatus):
     Job: spec.storage, with a storeRef resolved to the BackupStore's settings as they were
     then. Restores and the storage cleanup read the backup from here, so editing a store later
     never loses track of the backups already in it. Names Secrets, never holds them."""
+
+    restores: Annotated[list[RestoreRecord], Field(max_length=RESTORE_HISTORY_LIMIT)] | None = None
+    """The Restores that read this Backup, oldest first, written by the operator when each
+    ended: which Restore (name, uid), when, the result and its proof (tables and rows
+    verified). It is what keeps a Restore kept in Git from restoring again when a GitOps tool
+    re-creates it: see the restore-again annotation under restores[].name. At most 20 entries."""
+
+    drills: Annotated[list[DrillRecord], Field(max_length=DRILL_HISTORY_LIMIT)] | None = None
+    """The restore drills of this Backup, oldest first, written by the operator when each
+    ended: which RestoreDrill, when, the result, the restore's duration, the tables and rows
+    verified, the first failed check, and where its report is stored. At most 10 entries."""
 
 
 class Backup(ApiModel):

@@ -37,6 +37,13 @@ DEFAULT_PORTS: Final[dict[Engine, int]] = {
 
 # -- database ---------------------------------------------------------------------------------
 
+HOST_PATTERN: Final = (
+    r"^([A-Za-z0-9_]([-A-Za-z0-9_.]*[A-Za-z0-9_])?|[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)$"
+)
+"""A DNS name, an IPv4 address or an IPv6 address (without brackets): nothing that could
+change the meaning of the URL the Job is given (a port, a user, a path, a query)."""
+NO_CONTROL = Matches(r"^[^\x00-\x1f\x7f]*$", "free of control characters (newlines, NUL, tabs)")
+
 DATABASE_RULES: Final = (
     CelRule(
         rule=("self.engine != 'sqlite' || (has(self.persistentVolumeClaim) && has(self.path))"),
@@ -82,22 +89,28 @@ class DatabaseSpec(SpecModel):
         Annotated[
             str,
             Field(min_length=1, max_length=253),
-            Matches(r"^[^\s/@]+$", "a host name: no scheme, no user@, no path, no spaces"),
+            Matches(
+                HOST_PATTERN,
+                "a host name or IP address: letters, digits, '-', '_' and '.' (or an IPv6 "
+                "address); no scheme, no port (use port), no user@, no path, no spaces",
+            ),
         ]
         | None
     ) = None
-    """DNS name or IP of the database server as seen from the Job's pod, for example
-    postgres.shop.svc. No scheme, no port (use port). postgresql, mysql, mariadb only."""
+    """DNS name or IP address of the database server as seen from the Job's pod, for example
+    postgres.shop.svc, 10.0.0.7 or fd00::7. No scheme, no port (use port). postgresql, mysql,
+    mariadb only."""
 
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     """TCP port of the database server. Unset: the engine's default (5432 for postgresql,
     3306 for mysql and mariadb)."""
 
-    name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
-    """Name of the database on the server (not the Kubernetes Service). postgresql, mysql,
-    mariadb only."""
+    name: Annotated[str, Field(min_length=1, max_length=253), NO_CONTROL] | None = None
+    """Name of the database on the server (not the Kubernetes Service). Any characters but
+    control characters: quotes, spaces and non-ASCII letters reach the server as they are.
+    postgresql, mysql, mariadb only."""
 
-    user: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    user: Annotated[str, Field(min_length=1, max_length=253), NO_CONTROL] | None = None
     """Database user the Job logs in as. A backup needs read access to every table (and, for
     postgresql, to sequences and large objects); a restore needs to create and drop them."""
 

@@ -33,8 +33,13 @@ from lifeboat.api.status import (
     OperationStatus,
 )
 from lifeboat.api.storage import (
+    EncryptionSpec,
     StorageSpec,
 )
+
+RESTORE_AGAIN_ANNOTATION: Final = "lifeboat.dev/restore-again"
+"""On a Restore: a value not used before by a successful Restore of the same name lets it restore
+a Backup that name has already restored (status.restores of the Backup records the values)."""
 
 RESTORE_IMMUTABLE_RULE: Final = CelRule(
     rule="self == oldSelf",
@@ -123,6 +128,14 @@ class RestoreSpec(SpecModel):
     target: DatabaseSpec | None = None
     """The database to restore into: same shape as a Backup's spec.database. Unset: the
     Backup's own database (restore in place). Its engine must match the backup's."""
+
+    encryption: EncryptionSpec | None = None
+    """The key of an encrypted backup, when it is not the one the backup's storage names: for
+    example after the key moved to another Secret. Unset: with backupRef or scheduleRef, the
+    key the Backup was encrypted with (its status.storage.encryption); with source,
+    source.storage.encryption (or its store's). A key whose id is not the backup's fails with
+    EncryptionKeyMismatch before the target is touched; a key for a backup that is not
+    encrypted fails with BackupNotEncrypted."""
 
     keep_extra_objects: bool = False
     """false (default): the target ends up equal to the backup; tables and other objects
@@ -291,7 +304,13 @@ class RestoreStatus(OperationStatus):
 class Restore(ApiModel):
     """Loads one backup into a database, taken from a Backup in the same namespace or straight
     from storage, and verifies it (checksum, row counts). By default the target ends up equal
-    to the backup: what was added since is dropped. To restore again, create a new Restore."""
+    to the backup: what was added since is dropped. To restore again, create a new Restore.
+
+    A Restore whose name has already restored its Backup successfully (the Backup's
+    status.restores says so) is refused with reason AlreadyRestored when it is created again,
+    for example by a GitOps tool re-applying it after it was deleted: restoring again takes a
+    new name, or the annotation lifeboat.dev/restore-again set to a value that name has not
+    restored with before. Dry runs are never refused and never count."""
 
     api_version: Literal["lifeboat.dev/v1alpha1"] = "lifeboat.dev/v1alpha1"
     """lifeboat.dev/v1alpha1."""

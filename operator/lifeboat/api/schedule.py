@@ -10,9 +10,9 @@ files go too.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, Self
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from lifeboat.api.backup import BackupTemplate
 from lifeboat.api.common import (
@@ -25,6 +25,7 @@ from lifeboat.api.common import (
     cel,
     invalid,
 )
+from lifeboat.api.drill import DrillOptions
 from lifeboat.api.status import Condition
 
 SCHEDULE_KIND: Final = "BackupSchedule"
@@ -95,6 +96,46 @@ class Retention(SpecModel):
         return value
 
 
+SCHEDULE_DRILL_RULES: Final = (
+    CelRule(
+        rule="has(self.every) != has(self.schedule)",
+        message=(
+            "set exactly one of every (drill every Nth Completed Backup) or schedule (a cron "
+            "expression of the drills' own)"
+        ),
+    ),
+)
+
+
+class ScheduleDrill(DrillOptions):
+    """Restore drills of this schedule's Backups: each drill restores the schedule's newest
+    Completed Backup into a throwaway database, checks it and drops it (a RestoreDrill named
+    after the Backup, or after the drill slot). Exactly one drill per Backup (every) or per
+    drill slot (schedule), also across operator restarts. No drills while the schedule is
+    suspended."""
+
+    model_config = ConfigDict(json_schema_extra=cel(*SCHEDULE_DRILL_RULES))
+
+    every: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """Drill every Nth Completed Backup of this schedule: with 2, the 2nd, 4th, 6th... (each
+    Completed Backup is numbered in its lifeboat.dev/sequence annotation). When several come at
+    once (the operator was down), only the newest is drilled. Keep retention keeping at least
+    this many Backups."""
+
+    schedule: Annotated[str, Field(min_length=1, max_length=256, pattern=CRON_PATTERN)] | None = (
+        None
+    )
+    """A cron expression of the drills' own, read in spec.timeZone, for example '0 4 * * 0'
+    (Sundays at 04:00): each drill slot drills the newest Completed Backup, once. A slot with no
+    Completed Backup is skipped."""
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> Self:
+        if (self.every is None) == (self.schedule is None):
+            raise invalid("drill_mode", SCHEDULE_DRILL_RULES[0].message)
+        return self
+
+
 class BackupScheduleSpec(SpecModel):
     """When to back up, what, and how many Backups to keep."""
 
@@ -137,6 +178,11 @@ class BackupScheduleSpec(SpecModel):
     failed_backups_history_limit: Annotated[int, Field(ge=0, le=1000)] = 3
     """How many Failed Backups to keep for their reasons; older failed ones are deleted.
     Default: 3."""
+
+    drill: ScheduleDrill | None = None
+    """Prove the backups restorable: restore drills of the newest Completed Backups, every Nth
+    Backup or on a cron schedule of their own (docs/drills.md). status.lastVerifiedTime and the
+    Verified condition report them."""
 
 
 class KeptBackup(StatusModel):
@@ -203,6 +249,25 @@ class BackupScheduleStatus(StatusModel):
     kept_count: Annotated[int, Field(ge=0)] | None = None
     """How many Completed Backups retention keeps (all of them, also past the first 100)."""
 
+    last_drill: Annotated[str, Field(max_length=253)] | None = None
+    """Name of the most recent RestoreDrill this schedule created (spec.drill)."""
+
+    last_drill_schedule_time: Timestamp | None = None
+    """spec.drill.schedule: the most recent drill slot handled (a drill created, or skipped)."""
+
+    next_drill_time: Timestamp | None = None
+    """spec.drill.schedule: the next drill slot (none while suspended)."""
+
+    last_drill_skipped_reason: Annotated[str, Field(max_length=64)] | None = None
+    """Why the most recent drill slot made no drill: NoCompletedBackup."""
+
+    last_verified_backup: Annotated[str, Field(max_length=253)] | None = None
+    """The newest Backup of this schedule that a restore drill proved restorable."""
+
+    last_verified_time: Timestamp | None = None
+    """When that Backup completed: the newest point in time this schedule can certainly be
+    restored to (not when its drill ran). Alert when it gets old (LifeboatBackupUnverified)."""
+
     conditions: (
         Annotated[
             list[Condition],
@@ -217,7 +282,10 @@ class BackupScheduleStatus(StatusModel):
     ) = None
     """Ready: the schedule is valid and active (False while suspended, reason Suspended).
     Stalled: it cannot run (InvalidSchedule: the cron expression or time zone; InvalidSpec:
-    another field) until the spec is fixed; the message names the field."""
+    another field) until the spec is fixed; the message names the field. Verified (with
+    spec.drill, or once a Backup of the schedule was drilled): True (DrillPassed) when the
+    newest restore drill of its Backups passed, False (DrillFailed) when it failed, Unknown
+    (NoDrillYet) before the first one ended."""
 
 
 class BackupSchedule(ApiModel):

@@ -40,6 +40,8 @@ class ConditionType(StrEnum):
     RECONCILING = "Reconciling"
     STALLED = "Stalled"
     STORAGE_CLEANUP = "StorageCleanup"
+    VERIFIED = "Verified"
+    """A BackupSchedule's newest restore drill passed (docs/drills.md)."""
 
 
 # -- status pieces ----------------------------------------------------------------------------

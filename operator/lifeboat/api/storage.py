@@ -1,4 +1,6 @@
-"""Where backups live (an S3 bucket or a PersistentVolumeClaim), and their compression."""
+"""Where backups live (an S3 bucket or a PersistentVolumeClaim), their compression and their
+encryption at rest: client-side (the Job encrypts before anything leaves the Pod) and S3
+server-side (SSE-S3, SSE-KMS)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from lifeboat.api.common import (
     SafePath,
     SecretKey,
     SpecModel,
+    StatusModel,
     cel,
     invalid,
 )
+from lifeboat.contract import SSE_KMS, SSE_S3
 
 
 class Compression(StrEnum):
@@ -40,7 +44,98 @@ class S3CredentialsSecretRef(SpecModel):
     """Key inside the Secret holding the secret access key. Default: AWS_SECRET_ACCESS_KEY."""
 
 
+# -- encryption at rest -----------------------------------------------------------------------
+
+
+class EncryptionKeySecretRef(SpecModel):
+    """A key in a Secret, in the same namespace as this object, whose value is an encryption
+    key: 32 random bytes in base64."""
+
+    name: ObjectName
+    """Name of the Secret, in the same namespace as this object. Create one with
+    kubectl create secret generic backup-key --from-literal=key="$(head -c 32 /dev/urandom |
+    base64)". Keep a copy outside the cluster: without the key, the backups cannot be read."""
+
+    key: SecretKey = "key"
+    """Key inside the Secret whose value is the encryption key (base64 of exactly 32 bytes).
+    Default: key."""
+
+
+class EncryptionSpec(SpecModel):
+    """Client-side encryption at rest: the Job encrypts the compressed dump with AES-256-GCM,
+    in authenticated chunks, before it leaves the Pod, so the storage (and anyone who can read
+    it) only ever holds ciphertext. The manifest next to it records the algorithm and the key's
+    id (a fingerprint), never the key. A restore needs the same key; a wrong key is refused
+    before the target database is touched."""
+
+    key_secret_ref: EncryptionKeySecretRef
+    """The Secret and key holding the encryption key. The Job reads it through its environment
+    (secretKeyRef): the operator never reads it, and it never appears in status, Events, logs or
+    the Job's arguments."""
+
+
+class ServerSideEncryptionType(StrEnum):
+    """How S3 encrypts the objects it stores: S3's own header values."""
+
+    AES256 = SSE_S3
+    AWS_KMS = SSE_KMS
+
+
+SSE_KMS_KEY_RULE: Final = CelRule(
+    rule="!has(self.kmsKeyId) || self.type == 'aws:kms'",
+    message="kmsKeyId is for type aws:kms: remove it, or set type to aws:kms",
+)
+
+
+class ServerSideEncryption(SpecModel):
+    """S3 server-side encryption, asked for on every object Lifeboat writes (multipart uploads
+    included). The status of each Backup records what S3 reported it applied."""
+
+    model_config = ConfigDict(json_schema_extra=cel(SSE_KMS_KEY_RULE))
+
+    type: ServerSideEncryptionType
+    """AES256: SSE-S3, keys managed by S3. aws:kms: SSE-KMS, with kmsKeyId or the bucket's (or
+    account's) default KMS key; the Job's credentials need kms:GenerateDataKey to back up and
+    kms:Decrypt to restore."""
+
+    kms_key_id: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    """type aws:kms only: the KMS key's id, ARN or alias (alias/backups). Unset: the default
+    KMS key."""
+
+    @model_validator(mode="after")
+    def _kms_key_needs_kms(self) -> Self:
+        if self.kms_key_id is not None and self.type is not ServerSideEncryptionType.AWS_KMS:
+            raise invalid("kms_key_id", SSE_KMS_KEY_RULE.message)
+        return self
+
+
+class ArtifactEncryption(StatusModel):
+    """How Lifeboat encrypted a stored backup (from its manifest). Never the key."""
+
+    algorithm: Annotated[str, Field(max_length=64)]
+    """AES-256-GCM."""
+
+    key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    """Fingerprint of the key it was encrypted with: a restore needs the key with this id
+    (lifeboat key-id prints a key's id). Not the key, and the key cannot be derived from it."""
+
+
+class StoredServerSideEncryption(StatusModel):
+    """The server-side encryption S3 reported for the stored backup after the upload."""
+
+    type: Annotated[str, Field(max_length=64)]
+    """AES256 (SSE-S3) or aws:kms (SSE-KMS)."""
+
+    kms_key_id: Annotated[str, Field(max_length=2048)] | None = None
+    """The KMS key S3 used, for aws:kms."""
+
+
 # -- storage ----------------------------------------------------------------------------------
+
+_KEY_SEGMENT = r"(?:[^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+|\.)"
+S3_PREFIX_PATTERN: Final = rf"^(?:{_KEY_SEGMENT}(?:/{_KEY_SEGMENT}?)*)?$"
+"""An S3 key prefix: empty, or starting with a non-empty segment (no leading '/'), with no
+'..' segment anywhere."""
 
 
 class S3Storage(SpecModel):
@@ -58,11 +153,14 @@ class S3Storage(SpecModel):
     must exist; Lifeboat never creates buckets."""
 
     prefix: Annotated[
-        str, Field(max_length=1024), Matches(r"^([^/].*)?$", "a key prefix: drop the leading /")
+        str,
+        Field(max_length=1024),
+        Matches(S3_PREFIX_PATTERN, "a key prefix: drop the leading / and any '..' segment"),
     ] = ""
     """Key prefix inside the bucket under which backups are written, for example shop/.
-    Treated as a directory: shop and shop/ mean the same. Must not start with /.
-    Default: the bucket's root."""
+    Treated as a directory: shop and shop/ mean the same. Must not start with / nor contain a
+    '..' segment (some S3-compatible servers resolve it like a path). Default: the bucket's
+    root."""
 
     endpoint: (
         Annotated[
@@ -90,6 +188,12 @@ class S3Storage(SpecModel):
     """true: always address the bucket as endpoint/bucket/key (path style). false: let the SDK
     choose, which is path style for a custom endpoint and virtual-hosted for AWS. Set true if
     your server answers 'bucket not found' or DNS errors for bucket.endpoint."""
+
+    server_side_encryption: ServerSideEncryption | None = None
+    """S3 server-side encryption asked for on every object written: AES256 (SSE-S3) or aws:kms
+    (SSE-KMS, optionally with kmsKeyId). Unset: none is asked for, and the bucket's default
+    encryption applies. It protects the disks S3 writes to, not against someone who can read
+    the bucket: for that, use encryption (client-side)."""
 
     @property
     def key_prefix(self) -> str:
@@ -152,6 +256,11 @@ class StorageBackend(SpecModel):
     volume: VolumeStorage | None = None
     """A PersistentVolumeClaim mounted by the Job."""
 
+    encryption: EncryptionSpec | None = None
+    """Client-side encryption of every backup written here (AES-256-GCM, with the key in a
+    Secret). Unset: backups are stored compressed, not encrypted. Restores of a backup read
+    the key from here unless the Restore names its own."""
+
     @model_validator(mode="after")
     def _exactly_one_backend(self) -> Self:
         if (self.s3 is None) == (self.volume is None):
@@ -176,6 +285,12 @@ class StorageSpec(SpecModel):
     credentials reference: define storage once, name it from every Backup, schedule and
     Restore."""
 
+    encryption: EncryptionSpec | None = None
+    """Client-side encryption (AES-256-GCM, with the key in a Secret): the dump is encrypted in
+    the Job before it is stored. With storeRef, this wins over the store's encryption. Unset:
+    the store's (storeRef), else not encrypted. Recorded in the Backup's status.storage, from
+    where its Restores take the key."""
+
     @model_validator(mode="after")
     def _exactly_one_backend(self) -> Self:
         backends = [self.s3, self.volume, self.store_ref]
@@ -187,4 +302,4 @@ class StorageSpec(SpecModel):
         """The inline backend; None when the storage is a storeRef (resolve the store)."""
         if self.store_ref is not None:
             return None
-        return StorageBackend(s3=self.s3, volume=self.volume)
+        return StorageBackend(s3=self.s3, volume=self.volume, encryption=self.encryption)

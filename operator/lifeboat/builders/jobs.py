@@ -9,12 +9,16 @@ its status.storage recorded): the controller resolves a storeRef, the builders n
 What the Job gets: the `lifeboat` console script as `command`, the worker's arguments in `args`
 (no secret among them: DATABASE_URL has no password), credentials as `secretKeyRef` env vars, the
 database's or the backup volume's PersistentVolumeClaim mounted when one is used, a restricted
-security context, and the curated tuning from `spec.job`.
+security context, and the curated tuning from `spec.job` over the operator's defaults (its
+`worker.job` values). The worker logs its progress as JSON lines on stderr, one every
+`PROGRESS_INTERVAL_SECONDS`, so `kubectl logs job/...` shows stage, bytes, rate and ETA; its
+last line stays the error line the controller reads from the termination message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 from urllib.parse import quote
 
 from lifeboat.api import (
@@ -27,11 +31,13 @@ from lifeboat.api import (
     Backup,
     BackupStore,
     DatabaseSpec,
+    EncryptionSpec,
     Engine,
     JobOptions,
     Restore,
     StorageBackend,
 )
+from lifeboat.api.job import JobTemplateOptions, ResourceQuantities, ResourceRequirements
 from lifeboat.builders.naming import (
     backup_location_path,
     child_labels,
@@ -45,7 +51,12 @@ from lifeboat.contract import (
     ENV_AWS_REGION,
     ENV_AWS_SECRET_ACCESS_KEY,
     ENV_DB_PASSWORD,
+    ENV_ENCRYPTION_KEY,
+    ENV_ENCRYPTION_KEY_SOURCE,
     ENV_S3_ADDRESSING_STYLE,
+    ENV_S3_SSE,
+    ENV_S3_SSE_KMS_KEY_ID,
+    ENV_STATUS_TARGET,
     NON_RETRIABLE_EXIT_CODES,
     Object,
 )
@@ -53,6 +64,32 @@ from lifeboat.contract import (
 DATABASE_MOUNT = "/var/lib/lifeboat/database"
 BACKUPS_MOUNT = "/var/lib/lifeboat/backups"
 CONTAINER_NAME = "worker"
+PROGRESS_INTERVAL_SECONDS: Final = 10
+"""How often a Job's worker logs a progress line (plus one per stage and the last): enough to
+follow a long backup with `kubectl logs -f`, few enough for log stores."""
+PROGRESS_ARGS: Final = ("--progress", "json", "--progress-interval", str(PROGRESS_INTERVAL_SECONDS))
+ISTIO_INJECT_ANNOTATION: Final = "sidecar.istio.io/inject"
+
+
+def default_job_template() -> JobTemplateOptions:
+    """The operator's Job defaults when it is given none (`--job-defaults`), and the chart's
+    `worker.job` defaults (a test keeps the two equal).
+
+    - No Istio sidecar: an injected sidecar keeps running after the worker exits, so the Job
+      never completes. Where the mesh must carry the Job's traffic (STRICT mTLS), set the
+      annotation to "true" with native sidecars (Kubernetes 1.29+, Istio 1.19+), which end
+      with the pod.
+    - Resources: the worker streams (about 100 MiB for a backup to S3), pg_dump and
+      mariadb-dump grow with the number of tables; no CPU limit, which would only throttle
+      compression.
+    """
+    return JobTemplateOptions(
+        pod_annotations={ISTIO_INJECT_ANNOTATION: "false"},
+        resources=ResourceRequirements(
+            requests=ResourceQuantities(cpu="100m", memory="256Mi"),
+            limits=ResourceQuantities(memory="1Gi"),
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +106,9 @@ class JobDefaults:
     """The Jobs' activeDeadlineSeconds where `spec.job` sets none: a worker that hangs (a lock
     it never gets, a storage that never answers) fails with DeadlineExceeded instead of running
     forever. None: no deadline."""
+    template: JobTemplateOptions = field(default_factory=default_job_template)
+    """Pod annotations and labels, scheduling, resources, priority and TTL for every Job: what a
+    `spec.job` leaves unset comes from here (`JobOptions.over`)."""
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -94,7 +134,10 @@ def database_url(database: DatabaseSpec) -> str:
         return f"sqlite:///{DATABASE_MOUNT}/{(database.path or '').lstrip('/')}"
     user = quote(database.user or "", safe="")
     name = quote(database.name or "", safe="")
-    return f"{database.engine.value}://{user}@{database.host}:{database.effective_port}/{name}"
+    host = database.host or ""
+    if ":" in host:  # an IPv6 address, bracketed in a URL
+        host = f"[{host}]"
+    return f"{database.engine.value}://{user}@{host}:{database.effective_port}/{name}"
 
 
 def database_label(database: DatabaseSpec) -> str:
@@ -158,6 +201,11 @@ def _storage_mounts(storage: StorageBackend) -> _Mounts:
             env.append({"name": ENV_AWS_DEFAULT_REGION, "value": s3.region})
         if s3.force_path_style:
             env.append({"name": ENV_S3_ADDRESSING_STYLE, "value": "path"})
+        sse = s3.server_side_encryption
+        if sse is not None:
+            env.append({"name": ENV_S3_SSE, "value": sse.type.value})
+            if sse.kms_key_id:
+                env.append({"name": ENV_S3_SSE_KMS_KEY_ID, "value": sse.kms_key_id})
         return _Mounts(env=env)
     assert storage.volume is not None
     return _Mounts(
@@ -168,6 +216,24 @@ def _storage_mounts(storage: StorageBackend) -> _Mounts:
             }
         ],
         mounts=[{"name": "backups", "mountPath": BACKUPS_MOUNT}],
+    )
+
+
+def _encryption_mounts(encryption: EncryptionSpec | None) -> _Mounts:
+    """The client-side encryption key, for the backup and restore Jobs only (a cleanup or a
+    store check never needs it): from its Secret through secretKeyRef, never a literal, with a
+    plain description of where it comes from for the worker's error messages."""
+    if encryption is None:
+        return _Mounts()
+    ref = encryption.key_secret_ref
+    return _Mounts(
+        env=[
+            _secret_env(ENV_ENCRYPTION_KEY, ref.name, ref.key),
+            {
+                "name": ENV_ENCRYPTION_KEY_SOURCE,
+                "value": f"Secret {ref.name}, key {ref.key}: encryption.keySecretRef",
+            },
+        ]
     )
 
 
@@ -190,10 +256,15 @@ def _job(
     options: JobOptions | None,
     defaults: JobDefaults,
     backoff_limit: int,
+    status_target: str | None = None,
 ) -> Object:
-    options = options or JobOptions()
+    options = (options or JobOptions()).over(defaults.template)
     env = [{"name": k, "value": v} for k, v in sorted(defaults.extra_env.items())]
     env += mounts.env
+    if status_target is not None:
+        # The worker writes the status of this object and refuses any other (see
+        # lifeboat.worker.status_writer).
+        env.append({"name": ENV_STATUS_TARGET, "value": status_target})
     container: Object = {
         "name": CONTAINER_NAME,
         "image": options.image or defaults.image,
@@ -210,8 +281,9 @@ def _job(
             "capabilities": {"drop": ["ALL"]},
         },
     }
-    if options.resources is not None:
-        container["resources"] = options.resources.to_api_dict()
+    resources = options.resources.to_api_dict() if options.resources is not None else {}
+    if resources:
+        container["resources"] = resources
     pod_spec: Object = {
         "restartPolicy": "Never",
         "serviceAccountName": options.service_account_name or defaults.service_account_name,
@@ -229,6 +301,15 @@ def _job(
         pod_spec["nodeSelector"] = dict(options.node_selector)
     if options.tolerations:
         pod_spec["tolerations"] = [t.to_api_dict() for t in options.tolerations]
+    affinity = options.affinity.to_api_dict() if options.affinity is not None else {}
+    if affinity:
+        pod_spec["affinity"] = affinity
+    if options.priority_class_name:
+        pod_spec["priorityClassName"] = options.priority_class_name
+    # Lifeboat's own labels win: the operator finds its Pods by them.
+    pod_metadata: Object = {"labels": {**(options.pod_labels or {}), **labels}}
+    if options.pod_annotations:
+        pod_metadata["annotations"] = dict(options.pod_annotations)
     job_spec: Object = {
         "backoffLimit": options.backoff_limit
         if options.backoff_limit is not None
@@ -245,7 +326,7 @@ def _job(
                 }
             ]
         },
-        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+        "template": {"metadata": pod_metadata, "spec": pod_spec},
     }
     deadline = options.active_deadline_seconds or defaults.active_deadline_seconds
     if deadline:
@@ -256,6 +337,12 @@ def _job(
     if owner is not None:
         metadata["ownerReferences"] = [owner]
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def status_target(plural: str, namespace: str, name: str) -> str:
+    """What --report-status and the Job's LIFEBOAT_STATUS_TARGET name: `plural/namespace/name`,
+    the one object whose status the Job's worker writes."""
+    return f"{plural}/{namespace}/{name}"
 
 
 def backup_job_name(backup: Backup) -> str:
@@ -275,10 +362,9 @@ def build_backup_job(backup: Backup, storage: StorageBackend, defaults: JobDefau
         "--compression",
         spec.compression.value,
         "--overwrite",  # a retry of this Job replaces its own earlier attempt, nothing else
-        "--progress",
-        "none",
+        *PROGRESS_ARGS,
         "--report-status",
-        f"{BACKUP_PLURAL}/{namespace}/{name}",
+        status_target(BACKUP_PLURAL, namespace, name),
     ]
     return _job(
         name=backup_job_name(backup),
@@ -286,10 +372,13 @@ def build_backup_job(backup: Backup, storage: StorageBackend, defaults: JobDefau
         labels=child_labels(BACKUP_KIND, name, "backup"),
         owner=owner_reference(API_VERSION, BACKUP_KIND, name, uid),
         args=args,
-        mounts=_database_mounts(spec.database) + _storage_mounts(storage),
+        mounts=_database_mounts(spec.database)
+        + _storage_mounts(storage)
+        + _encryption_mounts(storage.encryption),
         options=spec.job,
         defaults=defaults,
         backoff_limit=defaults.backup_backoff_limit,
+        status_target=status_target(BACKUP_PLURAL, namespace, name),
     )
 
 
@@ -343,17 +432,21 @@ def build_restore_job(
         args.append("--no-privileges")
     if spec.dry_run:
         args.append("--dry-run")
-    args += ["--progress", "none", "--report-status", f"{RESTORE_PLURAL}/{namespace}/{name}"]
+    target_ref = status_target(RESTORE_PLURAL, namespace, name)
+    args += [*PROGRESS_ARGS, "--report-status", target_ref]
     return _job(
         name=restore_job_name(restore),
         namespace=namespace,
         labels=child_labels(RESTORE_KIND, name, "restore"),
         owner=owner_reference(API_VERSION, RESTORE_KIND, name, uid),
         args=args,
-        mounts=_database_mounts(target) + _storage_mounts(storage),
+        mounts=_database_mounts(target)
+        + _storage_mounts(storage)
+        + _encryption_mounts(storage.encryption),
         options=spec.job,
         defaults=defaults,
         backoff_limit=defaults.restore_backoff_limit,
+        status_target=target_ref,
     )
 
 

@@ -55,6 +55,14 @@ def owner_reference(api_version: str, kind: str, name: str, uid: str) -> dict[st
     }
 
 
+MAX_PATH_COMPONENT = 255
+"""The longest file name most filesystems take (NAME_MAX), on a volume and in MinIO alike."""
+
+
 def backup_location_path(namespace: str, name: str, uid: str) -> str:
-    """The directory of one Backup inside its storage prefix: unique per object, readable."""
-    return f"{namespace}/{name}-{uid[:8]}/"
+    """The directory of one Backup inside its storage prefix: unique per object, readable.
+
+    Object names go up to 253 characters, a directory name to 255: the longest names are cut
+    (the uid keeps the directory unique), so a Backup of any valid name can be written."""
+    suffix = f"-{uid[:8]}"
+    return f"{namespace}/{name[: MAX_PATH_COMPONENT - len(suffix)]}{suffix}/"

@@ -7,7 +7,6 @@ code per kind of failure (see `errors.py`); `--debug` adds the traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -17,6 +16,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from lifeboat import __version__
+from lifeboat.cli.logformat import configure_logging
 from lifeboat.contract import format_error_line
 from lifeboat.worker.errors import Interrupted, LifeboatError
 
@@ -24,7 +24,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lifeboat.cli import crds, demo, operator, worker
+    from lifeboat.cli import crds, demo, drill, operator, worker
 
     parser = argparse.ArgumentParser(
         prog="lifeboat",
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     worker.register(commands)
+    drill.register(commands)
     demo.register(commands)
     crds.register(commands)
     operator.register(commands)
@@ -56,17 +57,13 @@ def _signals_interrupt() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    given = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(given)
+    except LifeboatError as exc:  # an option's type refused its value (--compression lz4)
+        return _fail(exc, "--debug" in given or bool(os.environ.get("LIFEBOAT_DEBUG")))
     debug = bool(args.debug or os.environ.get("LIFEBOAT_DEBUG"))
-    # Libraries (botocore, urllib3) speak at WARNING; Lifeboat's own lines (and kopf's, for the
-    # operator) at INFO; everything with --debug.
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not debug:
-        logging.getLogger("lifeboat").setLevel(logging.INFO)
-        logging.getLogger("kopf").setLevel(logging.INFO)
+    configure_logging(debug=debug, log_format=getattr(args, "log_format", "text"))
     handler: Handler = args.handler
     try:
         with _signals_interrupt():

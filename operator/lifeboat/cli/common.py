@@ -34,6 +34,13 @@ def add_progress_options(parser: argparse.ArgumentParser) -> None:
         help="same as --progress json",
     )
     parser.add_argument(
+        "--progress-interval",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="--progress json: at most one line per this many seconds, plus one per stage and "
+        "the last (default: every half second)",
+    )
+    parser.add_argument(
         "--output", choices=["text", "json"], default="text", help="format of the final summary"
     )
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
@@ -43,6 +50,16 @@ def add_progress_options(parser: argparse.ArgumentParser) -> None:
         help="also write progress and the result into this Backup's or Restore's status "
         "(in a Job: in-cluster credentials; elsewhere $KUBECONFIG)",
     )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return seconds
 
 
 def status_writer(args: argparse.Namespace) -> StatusWriter | None:
@@ -60,7 +77,7 @@ def make_progress(
     reporters: list[Reporter] = [extra] if extra is not None else []
     interval = 0.5
     if args.progress == "json":
-        reporters.append(JsonLinesReporter(sys.stderr))
+        reporters.append(JsonLinesReporter(sys.stderr, min_interval=args.progress_interval or 0.0))
     elif args.progress in ("auto", "bar"):
         reporters.append(TerminalReporter(title=title))
         if not sys.stderr.isatty():

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from lifeboat.cli.logformat import add_log_format_option
+
 if TYPE_CHECKING:
+    from lifeboat.api.job import JobTemplateOptions
     from lifeboat.controller.config import OperatorConfig
+    from lifeboat.controller.tenancy import JobPolicy
 
 
 def register(commands: Any) -> None:
@@ -33,6 +38,45 @@ def register(commands: Any) -> None:
         "--worker-service-account",
         default=os.environ.get("LIFEBOAT_WORKER_SERVICE_ACCOUNT", "lifeboat-worker"),
         help="service account of the Jobs; it needs to patch backups/status and restores/status",
+    )
+    parser.add_argument(
+        "--worker-image-pull-policy",
+        choices=["Always", "IfNotPresent", "Never"],
+        default=os.environ.get("LIFEBOAT_WORKER_IMAGE_PULL_POLICY", "IfNotPresent"),
+        help="imagePullPolicy of the Jobs ($LIFEBOAT_WORKER_IMAGE_PULL_POLICY; default: "
+        "IfNotPresent)",
+    )
+    parser.add_argument(
+        "--job-defaults",
+        metavar="JSON",
+        default=os.environ.get("LIFEBOAT_JOB_DEFAULTS") or None,
+        help="what every Job gets where its spec.job says nothing, as JSON with spec.job's "
+        "fields podAnnotations, podLabels, resources, nodeSelector, affinity, tolerations, "
+        "priorityClassName, ttlSecondsAfterFinished ($LIFEBOAT_JOB_DEFAULTS; the chart's "
+        "worker.job). Replaces the built-in defaults: no Istio sidecar, 100m CPU and 256Mi "
+        "requested, a 1Gi memory limit",
+    )
+    parser.add_argument(
+        "--allowed-images",
+        metavar="PATTERN[,PATTERN...]",
+        action="append",
+        default=[],
+        help="images a Backup's or Restore's spec.job.image may name, besides --worker-image: "
+        "glob patterns (* matches any characters, / and : included), e.g. "
+        "'registry.example/lifeboat:*' (repeatable; $LIFEBOAT_ALLOWED_IMAGES, comma-separated; "
+        "the chart's worker.allowedImages). Default: none, so spec.job.image can only name the "
+        "worker image; any other fails the object with ImageNotAllowed and no Job",
+    )
+    parser.add_argument(
+        "--allowed-service-accounts",
+        metavar="PATTERN[,PATTERN...]",
+        action="append",
+        default=[],
+        help="ServiceAccounts spec.job.serviceAccountName may name, besides "
+        "--worker-service-account: NAME (in any namespace) or NAMESPACE/NAME, globs allowed, "
+        "e.g. 'shop/backup-irsa' (repeatable; $LIFEBOAT_ALLOWED_SERVICE_ACCOUNTS, "
+        "comma-separated; the chart's worker.allowedServiceAccounts). Default: none, so any "
+        "other fails the object with ServiceAccountNotAllowed and no Job",
     )
     parser.add_argument(
         "--job-active-deadline-seconds",
@@ -88,6 +132,20 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     )
+    parser.add_argument(
+        "--readiness",
+        metavar="URL",
+        help="serve a readiness probe, e.g. http://0.0.0.0:8081/readyz: 200 once the operator "
+        "is logged in and watches every kind it handles in every watched namespace, else 503",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        default=os.environ.get("LIFEBOAT_METRICS_ADDRESS") or None,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. :8000 "
+        "($LIFEBOAT_METRICS_ADDRESS; default: not served)",
+    )
+    add_log_format_option(parser)
     parser.set_defaults(handler=_operator)
 
 
@@ -107,7 +165,10 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
             image=args.worker_image,
             service_account_name=args.worker_service_account,
             active_deadline_seconds=args.job_active_deadline_seconds or None,
+            image_pull_policy=args.worker_image_pull_policy,
+            template=job_template(args.job_defaults),
         ),
+        job_policy=job_policy(args.allowed_images, args.allowed_service_accounts),
         resync_seconds=args.resync_seconds,
         stuck_pod_seconds=args.stuck_pod_seconds,
         unschedulable_seconds=args.unschedulable_seconds,
@@ -116,11 +177,97 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
         store_wait_seconds=args.store_wait_seconds,
         store_check_seconds=args.store_check_seconds,
         schedule_check_seconds=args.schedule_check_seconds,
+        metrics_address=_metrics_address(args.metrics_address),
     )
+
+
+def job_policy(images: list[str], service_accounts: list[str]) -> JobPolicy:
+    """--allowed-images and --allowed-service-accounts (else their environment variables),
+    checked: a pattern that can never match is a usage error naming it."""
+    from lifeboat.controller.tenancy import JobPolicy
+
+    def patterns(given: list[str], variable: str) -> tuple[str, ...]:
+        raw = given or [os.environ.get(variable, "")]
+        return tuple(p.strip() for value in raw for p in value.split(",") if p.strip())
+
+    allowed_images = patterns(images, "LIFEBOAT_ALLOWED_IMAGES")
+    allowed_accounts = patterns(service_accounts, "LIFEBOAT_ALLOWED_SERVICE_ACCOUNTS")
+    for pattern in allowed_images:
+        _check_pattern("--allowed-images", pattern, r"[^\s]+", "an image or a glob, no spaces")
+    for pattern in allowed_accounts:
+        _check_pattern(
+            "--allowed-service-accounts",
+            pattern,
+            r"([-a-z0-9.*?\[\]]+/)?[-a-z0-9.*?\[\]]+",
+            "NAME or NAMESPACE/NAME: lowercase letters, digits, '-', '.' and glob characters",
+        )
+    return JobPolicy(allowed_images=allowed_images, allowed_service_accounts=allowed_accounts)
+
+
+def _check_pattern(flag: str, pattern: str, form: str, expected: str) -> None:
+    import re
+
+    from lifeboat.worker.errors import UsageError
+
+    if not re.fullmatch(form, pattern):
+        raise UsageError(f"lifeboat operator: {flag}: {pattern!r} is not {expected}")
+
+
+def job_template(text: str | None) -> JobTemplateOptions:
+    """--job-defaults, checked as a Backup's spec.job is: a usage error names the field."""
+    from pydantic import ValidationError
+
+    from lifeboat.api.common import describe_validation_error
+    from lifeboat.api.job import JobTemplateOptions
+    from lifeboat.builders.jobs import default_job_template
+    from lifeboat.worker.errors import UsageError
+
+    if text is None:
+        return default_job_template()
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"lifeboat operator: --job-defaults is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise UsageError("lifeboat operator: --job-defaults must be a JSON object")
+    # Helm values spell "unset" as null, {} or []: they set nothing here.
+    given = {key: value for key, value in raw.items() if value not in (None, {}, [])}
+    try:
+        return JobTemplateOptions.model_validate(given)
+    except ValidationError as exc:
+        problems = describe_validation_error(exc, ("--job-defaults",)).replace("\n", "; ")
+        raise UsageError(f"lifeboat operator: {problems}") from None
+
+
+def _metrics_address(address: str | None) -> str | None:
+    """The --metrics-address as given, once checked (a usage error names the expected form)."""
+    from lifeboat.controller.metrics import parse_address
+    from lifeboat.worker.errors import UsageError
+
+    if not address:
+        return None
+    try:
+        parse_address(address)
+    except ValueError as exc:
+        raise UsageError(f"lifeboat operator: --metrics-address: {exc}") from None
+    return address
+
+
+def _check_endpoint(flag: str, endpoint: str) -> None:
+    from lifeboat.controller.readiness import parse_endpoint
+    from lifeboat.worker.errors import UsageError
+
+    try:
+        parse_endpoint(endpoint)
+    except ValueError as exc:
+        raise UsageError(f"lifeboat operator: {flag}: {exc}") from None
 
 
 def _operator(args: argparse.Namespace) -> int:
     from lifeboat.controller.operator import run
 
-    run(operator_config(args), liveness_endpoint=args.liveness)
+    config = operator_config(args)
+    if args.readiness is not None:
+        _check_endpoint("--readiness", args.readiness)
+    run(config, liveness_endpoint=args.liveness, readiness_endpoint=args.readiness)
     return 0

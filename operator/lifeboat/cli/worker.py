@@ -1,19 +1,29 @@
-"""`lifeboat backup`, `restore`, `delete`, `check`, `show` and `list`: the worker's commands."""
+"""`lifeboat backup`, `restore`, `delete`, `check`, `show`, `list` and `key-id`: the worker's
+commands."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
 from lifeboat.cli.common import add_progress_options, deadline, make_progress, status_writer
-from lifeboat.contract import format_bytes
+from lifeboat.contract import (
+    DEFAULT_STORAGE_TIMEOUT,
+    ENV_ENCRYPTION_KEY,
+    ENV_ENCRYPTION_KEY_FILE,
+    ENV_ENCRYPTION_KEY_SOURCE,
+    ENV_STORAGE_TIMEOUT,
+    format_bytes,
+)
 from lifeboat.worker.compression import Compression
 from lifeboat.worker.database_url import parse_database_url
+from lifeboat.worker.encryption import EncryptionKey, load_key
 from lifeboat.worker.engines import open_engine
 from lifeboat.worker.engines.base import RestoreOptions
-from lifeboat.worker.errors import VerificationFailed
+from lifeboat.worker.errors import EncryptionKeyRequired, VerificationFailed
 from lifeboat.worker.listing import list_backups, print_listing
 from lifeboat.worker.manifest import MANIFEST_NAME
 from lifeboat.worker.pipeline import (
@@ -49,7 +59,15 @@ def register(commands: Any) -> None:
     backup.add_argument(
         "--overwrite", action="store_true", help="replace a backup already at BACKUP_URL"
     )
+    _add_key_option(
+        backup,
+        "encrypt the backup (AES-256-GCM, after compression) with the key in PATH: 32 random "
+        "bytes in base64, made with `head -c 32 /dev/urandom | base64`; or set "
+        f"{ENV_ENCRYPTION_KEY} (the key) or {ENV_ENCRYPTION_KEY_FILE}. Without a key the "
+        "backup is not encrypted",
+    )
     add_progress_options(backup)
+    _add_storage_timeout_option(backup)
     backup.set_defaults(handler=_backup)
 
     restore = commands.add_parser(
@@ -88,7 +106,15 @@ def register(commands: Any) -> None:
         help="check everything (target login, privileges, versions, roles, the artifact's "
         "checksum) and print what the restore would do, changing nothing",
     )
+    _add_key_option(
+        restore,
+        "the key of an encrypted backup (or set "
+        f"{ENV_ENCRYPTION_KEY} or {ENV_ENCRYPTION_KEY_FILE}); a key that is not the backup's "
+        "(by its key id) is refused before the target is touched, and so is a key for a backup "
+        "that is not encrypted",
+    )
     add_progress_options(restore)
+    _add_storage_timeout_option(restore)
     restore.set_defaults(handler=_restore)
 
     delete = commands.add_parser(
@@ -134,27 +160,71 @@ def register(commands: Any) -> None:
     )
     listing.set_defaults(handler=_list)
 
+    key_id = commands.add_parser(
+        "key-id",
+        help="print the key id of an encryption key (its fingerprint, not the key)",
+        description="Print the key id of the key in --encryption-key-file, "
+        f"${ENV_ENCRYPTION_KEY_FILE} or ${ENV_ENCRYPTION_KEY}: the id a manifest records "
+        "(lifeboat show) and a Backup's status.artifact.encryption.keyId shows, to find which "
+        "key decrypts a backup.",
+    )
+    _add_key_option(key_id, "the key file (base64 of 32 bytes)")
+    key_id.set_defaults(handler=_key_id)
+
+
+def _add_storage_timeout_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="S3: how long to keep retrying, with backoff, when the server stops answering "
+        f"mid-way (default: ${ENV_STORAGE_TIMEOUT}, else {DEFAULT_STORAGE_TIMEOUT:g}); past it "
+        "the command fails with StorageUnreachable",
+    )
+
+
+def _add_key_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--encryption-key-file", metavar="PATH", help=help_text)
+
+
+def encryption_key(args: argparse.Namespace) -> EncryptionKey | None:
+    """The key from --encryption-key-file or the environment. The variables holding it are
+    removed from this process's environment once read, so the dump and restore tools it starts
+    never inherit the key."""
+    key = load_key(args.encryption_key_file, os.environ)
+    for name in (ENV_ENCRYPTION_KEY, ENV_ENCRYPTION_KEY_FILE, ENV_ENCRYPTION_KEY_SOURCE):
+        os.environ.pop(name, None)
+    return key
+
 
 def _backup(args: argparse.Namespace) -> int:
+    key = encryption_key(args)
     database = parse_database_url(args.database_url)
-    storage = open_storage(args.backup_url)
+    storage = open_storage(args.backup_url, storage_timeout=args.storage_timeout)
     engine = open_engine(database)
     writer = status_writer(args)
     progress = make_progress(args, "backup", f"backup {database.redacted()}", writer)
+    notes: list[str] = []
     options = BackupOptions(
-        compression=args.compression, level=args.level, overwrite=args.overwrite
+        compression=args.compression,
+        level=args.level,
+        overwrite=args.overwrite,
+        encryption_key=key,
+        notes=notes,
     )
     try:
         with deadline(args.timeout):
             manifest = run_backup(engine, storage, progress, options)
     finally:
         progress.close()
+        for note in notes:
+            print(f"lifeboat: note: {note}", file=sys.stderr)
     if writer is not None:
         writer.record_backup(
             manifest, storage.uri(manifest.artifact.key), storage.uri(MANIFEST_NAME)
         )
     rows = sum(t.rows for t in manifest.tables)
-    summary = {
+    summary: dict[str, object] = {
         "result": "backup complete",
         "artifact": storage.uri(manifest.artifact.key),
         "size": manifest.artifact.size,
@@ -162,20 +232,31 @@ def _backup(args: argparse.Namespace) -> int:
         "tables": len(manifest.tables),
         "rows": rows,
     }
+    if notes:
+        summary["notes"] = notes
+    encrypted = manifest.artifact.encryption
+    if encrypted is not None:
+        summary["encryption"] = {"algorithm": encrypted.algorithm, "keyId": encrypted.key_id}
+    at_rest = manifest.artifact.server_side_encryption
+    if at_rest is not None:
+        summary["serverSideEncryption"] = {"type": at_rest.type, "kmsKeyId": at_rest.kms_key_id}
     _print_summary(
         args,
         summary,
         human=(
             f"backup complete: {summary['artifact']} ({format_bytes(manifest.artifact.size)}, "
-            f"{len(manifest.tables)} tables, {rows} rows, sha256 {manifest.artifact.sha256[:12]}…)"
+            f"{len(manifest.tables)} tables, {rows} rows, sha256 {manifest.artifact.sha256[:12]}…"
+            + (f", encrypted with key id {encrypted.key_id}" if encrypted is not None else "")
+            + ")"
         ),
     )
     return 0
 
 
 def _restore(args: argparse.Namespace) -> int:
+    key = encryption_key(args)
     database = parse_database_url(args.database_url)
-    storage = open_storage(args.backup_url)
+    storage = open_storage(args.backup_url, storage_timeout=args.storage_timeout)
     engine = open_engine(database)
     writer = status_writer(args)
     progress = make_progress(args, "restore", f"restore {database.redacted()}", writer)
@@ -193,6 +274,7 @@ def _restore(args: argparse.Namespace) -> int:
                 options,
                 verify_first=args.verify_first,
                 dry_run=args.dry_run,
+                encryption_key=key,
             )
     except VerificationFailed as exc:
         if writer is not None and exc.mismatches:
@@ -302,6 +384,16 @@ def _check(args: argparse.Namespace) -> int:
     if args.writable:
         storage.check_writable()
     print(f"reachable{' and writable' if args.writable else ''}: {storage.uri()}")
+    return 0
+
+
+def _key_id(args: argparse.Namespace) -> int:
+    key = encryption_key(args)
+    if key is None:
+        raise EncryptionKeyRequired(
+            f"no key given: pass --encryption-key-file PATH or set {ENV_ENCRYPTION_KEY}"
+        )
+    print(key.key_id)
     return 0
 
 

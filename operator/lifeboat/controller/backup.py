@@ -34,6 +34,7 @@ from lifeboat.builders.jobs import (
 )
 from lifeboat.contract import Object
 from lifeboat.controller.config import OperatorConfig
+from lifeboat.controller.field_hints import field_hints
 from lifeboat.controller.jobs import (
     job_start_failure,
     now_iso,
@@ -49,6 +50,7 @@ from lifeboat.controller.storage import (
     backup_location,
     resolve_storage,
 )
+from lifeboat.controller.tenancy import job_refusal
 from lifeboat.controller.transitions import (
     JobState,
     JobView,
@@ -84,6 +86,16 @@ def reconcile_backup(
         if opened is None:
             return None
         target, backup = opened
+        if not target.status.get("jobName"):
+            refusal = job_refusal(
+                backup.spec.job,
+                namespace=target.namespace,
+                defaults=config.job_defaults,
+                policy=config.job_policy,
+            )
+            if refusal is not None:
+                write_verdict(api, target, refusal)
+                return refusal.phase
         resolved = resolve_storage(
             api,
             target,
@@ -110,6 +122,12 @@ def reconcile_backup(
             has_result=has_artifact,
             extra={"database": database_label(backup.spec.database), "storage": recorded},
             note=resolved.note,
+            hints=field_hints(
+                database_at="spec.database",
+                database=backup.spec.database,
+                storage_at="spec.storage",
+                storage=backup.spec.storage,
+            ),
         )
 
 
@@ -139,6 +157,21 @@ def clean_up_storage(api: client.ApiClient, body: Object, config: OperatorConfig
     job_name = cleanup_job_name(backup)
     job = read_job(api, namespace, job_name)
     if job is None:
+        refusal = job_refusal(
+            backup.spec.job,
+            namespace=namespace,
+            defaults=config.job_defaults,
+            policy=config.job_policy,
+            then="or set spec.deletionPolicy to Retain to delete the Backup without its files.",
+        )
+        if refusal is not None:
+            # The allow-list changed since the backup ran: its spec.job may not run any more, not
+            # even to delete. The finalizer stays until it is allowed again or deletionPolicy is
+            # Retain.
+            message = f"cannot delete the backup from storage: {refusal.message}"
+            _cleanup_condition(api, body, ConditionStatus.FALSE, refusal.reason, message)
+            post_event(body, "Warning", "CleanupFailed", message)
+            raise kopf.TemporaryError(message, delay=config.cleanup_retry_seconds)
         try:
             job, _ = create_or_adopt_job(
                 api, build_cleanup_job(backup, storage, config.job_defaults)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from lifeboat.builders.jobs import JobDefaults
+from lifeboat.controller.tenancy import JobPolicy
 from lifeboat.controller.transitions import StartLimits
 
 
@@ -23,6 +24,8 @@ class OperatorConfig:
     kubeconfig: str | None = None
     """None: the service account in a Pod, else $KUBECONFIG or ~/.kube/config."""
     job_defaults: JobDefaults = field(default_factory=JobDefaults)
+    job_policy: JobPolicy = field(default_factory=JobPolicy)
+    """What spec.job may override: the allowed images and ServiceAccounts (see tenancy.py)."""
     resync_seconds: float = 10.0
     """How often unfinished Backups and Restores are checked without any event (vanished Jobs,
     Pods that do not start, a Restore's Backup finishing)."""
@@ -48,6 +51,8 @@ class OperatorConfig:
     clock: Callable[[], datetime] = utc_now
     """The operator's clock, the only one schedules read: when a slot has come, retention's
     "now", the times schedules write. Tests pass a clock they advance."""
+    metrics_address: str | None = None
+    """Where to serve Prometheus metrics (`HOST:PORT`, `:PORT`), at /metrics; None: nowhere."""
     cleanup_retry_seconds: float = 30.0
     error_backoffs: tuple[float, ...] = (1, 2, 5, 10, 30, 60)
     handler_backoff_seconds: float = 5.0

@@ -20,10 +20,13 @@ from pydantic import BaseModel, ValidationError
 
 from lifeboat.api import Phase, describe_validation_error
 from lifeboat.contract import Object
+from lifeboat.controller import metrics
 from lifeboat.controller.config import OperatorConfig
+from lifeboat.controller.field_hints import FieldHints, with_field_hint
 from lifeboat.controller.transitions import (
     TERMINAL_PHASES,
     JobState,
+    JobView,
     Verdict,
     decide,
     follow_generation,
@@ -108,9 +111,12 @@ def open_unfinished(
     `observedGeneration` brought up to date: it never runs again."""
     obj = read_custom(api, plural, namespace, name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
+        metrics.job_in_flight(kind, namespace, name, False)
         return None
     target = Target(plural, kind, obj)
     if target.is_terminal():
+        metrics.job_in_flight(kind, namespace, name, False)
+        metrics.operation_seen_finished(kind, obj)
         observe_generation(api, target)
         return None  # finished requests never run again: not on restart, resync or re-apply
     try:
@@ -176,11 +182,14 @@ def write_status(
     api: client.ApiClient,
     target: Target,
     verdict: Verdict,
-    job: Any,
+    job: JobView,
     *,
     job_name: str | None,
     extra: Object | None = None,
 ) -> None:
+    """The one place a Backup's or Restore's phase is written: the patch, then for a phase
+    change an Event, one log line (with kind, namespace, name, phase and reason as fields for
+    JSON logs) and, for a terminal phase, the metrics."""
     update = status_update(
         target.status,
         verdict,
@@ -193,10 +202,37 @@ def write_status(
     if _already_says(target.status, patch):
         return
     patch_status(api, target.plural, target.namespace, target.name, patch)
-    if update.event is not None:
-        event_type, reason, message = update.event
-        post_event(target.obj, event_type, reason, message)
-        log.info("%s %s/%s: %s", target.kind, target.namespace, target.name, message)
+    if update.event is None:
+        return
+    event_type, reason, message = update.event
+    post_event(target.obj, event_type, reason, message)
+    log.log(
+        logging.WARNING if verdict.phase is Phase.FAILED else logging.INFO,
+        "%s %s/%s: %s (%s)",
+        target.kind,
+        target.namespace,
+        target.name,
+        message,
+        reason,
+        extra=transition_fields(target, verdict),
+    )
+    if verdict.phase.value in TERMINAL_PHASES:
+        metrics.operation_finished(
+            target.kind,
+            target.obj,
+            {**target.status, **patch},
+            job_start=job.start_time,
+            job_end=job.completion_time,
+        )
+
+
+def transition_fields(target: Target, verdict: Verdict) -> Object:
+    """The fields a JSON log line carries for a transition (see lifeboat.cli.logformat)."""
+    return {
+        "resource": {"kind": target.kind, "namespace": target.namespace, "name": target.name},
+        "phase": verdict.phase.value,
+        "reason": verdict.reason,
+    }
 
 
 def _already_says(status: Object, patch: Object) -> bool:
@@ -223,6 +259,19 @@ def _already_says(status: Object, patch: Object) -> bool:
     return True
 
 
+JOB_REJECTED = "JobRejected"
+
+
+def job_rejected(error: str) -> Verdict:
+    """The verdict for a Job the API server refused as invalid (`error` quotes it)."""
+    return Verdict(
+        Phase.FAILED,
+        JOB_REJECTED,
+        f"Kubernetes refused the Job ({error}); the values come from spec.job or the operator's "
+        "--job-defaults (the chart's worker.job): fix them, then create a new object",
+    )
+
+
 def reconcile_job(
     api: client.ApiClient,
     target: Target,
@@ -234,14 +283,33 @@ def reconcile_job(
     extra: Object | None = None,
     success: Verdict | None = None,
     note: str | None = None,
+    before_finish: Callable[[Verdict], None] | None = None,
+    hints: FieldHints | None = None,
 ) -> Phase:
     """Ensure exactly one Job for `target`, then derive its phase from that Job.
 
     `note` is added to the message of every phase but Completed (a BackupStore that failed its
-    last check: worth knowing while it waits, runs or fails)."""
+    last check: worth knowing while it waits, runs or fails). `before_finish` runs once the
+    verdict is Completed or Failed, before that phase is written (a Restore records itself in
+    its Backup's history first, so a crash in between cannot lose the record: the next
+    reconcile still finds the Restore unfinished and follows its Job to the same end).
+    `hints` name the field of the object a failure is about (see `field_hints`).
+
+    A Job the API server refuses as invalid (422: a value Kubernetes validates and Lifeboat's
+    schema does not) fails the object with JobRejected and Kubernetes' words, instead of being
+    retried for ever."""
     job = read_job(api, target.namespace, job_name)
     if job is None and not target.status.get("jobName"):
-        job, created = create_or_adopt_job(api, build_job())
+        try:
+            job, created = create_or_adopt_job(api, build_job())
+        except KubeError as exc:
+            if exc.status != 422:
+                raise
+            rejected = job_rejected(str(exc))
+            if before_finish is not None:
+                before_finish(rejected)
+            write_verdict(api, target, rejected)
+            return rejected.phase
         if created:
             post_event(target.obj, "Normal", "JobCreated", f"created Job {job_name}")
     pods: list[Object] = []
@@ -260,11 +328,18 @@ def reconcile_job(
         kind=target.kind,
         success=success,
     )
+    verdict = with_field_hint(verdict, hints, job)
     if note and verdict.phase is not Phase.COMPLETED:
         verdict = Verdict(verdict.phase, verdict.reason, f"{verdict.message}; {note}")
     if stuck is not None and verdict.phase is Phase.FAILED:
         # Deleted, so that it cannot start later (a quota freed, a node added) and run a request
         # that already says Failed; its Pods go with it.
         delete_job(api, target.namespace, job_name)
+    finished = verdict.phase.value in TERMINAL_PHASES
+    metrics.job_in_flight(
+        target.kind, target.namespace, target.name, job is not None and not finished
+    )
+    if finished and before_finish is not None:
+        before_finish(verdict)
     write_status(api, target, verdict, view, job_name=job_name, extra=extra)
     return verdict.phase

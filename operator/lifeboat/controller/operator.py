@@ -20,6 +20,8 @@ from kubernetes import config as kube_config
 from lifeboat.api import (
     BACKUP_KIND,
     BACKUP_PLURAL,
+    DRILL_KIND,
+    DRILL_PLURAL,
     GROUP,
     RESTORE_KIND,
     RESTORE_PLURAL,
@@ -36,8 +38,11 @@ from lifeboat.builders.naming import (
     LABEL_OWNER_NAME,
     MANAGED_BY,
 )
+from lifeboat.controller import metrics
 from lifeboat.controller.backup import clean_up_storage, reconcile_backup
 from lifeboat.controller.config import OperatorConfig
+from lifeboat.controller.drills import reconcile_drill, wake_drills_waiting_for
+from lifeboat.controller.readiness import Insights, serving_readiness
 from lifeboat.controller.restore import (
     reconcile_restore,
     wake_restores_waiting_for,
@@ -50,6 +55,7 @@ from lifeboat.controller.schedule import (
     release_backups,
 )
 from lifeboat.controller.schedule_decisions import pending_trigger
+from lifeboat.controller.schedule_drills import schedule_of_label
 from lifeboat.controller.store import reconcile_store, wake_waiting_for_store
 from lifeboat.controller.transitions import TERMINAL_PHASES
 from lifeboat.kube.client import in_cluster, kubeconfig_path, make_api_client
@@ -116,10 +122,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.persistence.finalizer = FINALIZER
         settings.networking.error_backoffs = list(config.error_backoffs)
         settings.posting.level = logging.INFO
+        metrics.operator_started()
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(config)
+
+    if config.metrics_address is not None:
+        _register_metrics_endpoint(registry, config.metrics_address)
 
     def reconcile_backup_then_restores(
         api: client.ApiClient, namespace: str, name: str, config: OperatorConfig
@@ -127,15 +137,18 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         phase = reconcile_backup(api, namespace, name, config)
         if phase is not None and phase.value in TERMINAL_PHASES:
             wake_restores_waiting_for(api, namespace, name, config)
+            wake_drills_waiting_for(api, namespace, name, config)
 
     reconcilers: dict[str, Reconcile] = {
         BACKUP_KIND.lower(): reconcile_backup_then_restores,
         RESTORE_KIND.lower(): reconcile_restore,
         STORE_KIND.lower(): reconcile_store,
+        DRILL_KIND.lower(): reconcile_drill,
     }
     for kind, plural in (
         (BACKUP_KIND.lower(), BACKUP_PLURAL),
         (RESTORE_KIND.lower(), RESTORE_PLURAL),
+        (DRILL_KIND.lower(), DRILL_PLURAL),
     ):
         _register_reconcile(registry, config, api, kind, plural, reconcilers[kind])
     _register_store(registry, config, api)
@@ -144,6 +157,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.delete(
         GROUP, VERSION, BACKUP_PLURAL, id="backup-cleanup", registry=registry, backoff=backoff
     )
+    @metrics.counting_errors(BACKUP_KIND)
     def backup_cleanup(body: kopf.Body, **_: Any) -> None:
         clean_up_storage(api(), dict(body), config)
 
@@ -155,15 +169,43 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         labels={LABEL_MANAGED_BY: MANAGED_BY},
         registry=registry,
     )
-    def job_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+    @metrics.counting_errors("Job")
+    def job_changed(labels: kopf.Labels, meta: kopf.Meta, namespace: str | None, **_: Any) -> None:
         """A Job moved: reconcile its owner now, rather than at the next resync."""
-        owner = labels.get(LABEL_OWNER_NAME)
-        reconcile = reconcilers.get(labels.get(LABEL_OWNER_KIND, ""))
+        kind = labels.get(LABEL_OWNER_KIND, "")
+        owner = job_owner_name(kind, dict(labels), list(meta.get("ownerReferences") or []))
+        reconcile = reconcilers.get(kind)
         if owner and reconcile is not None:
             reconcile(api(), namespace or "", owner, config)
 
 
 Reconcile = Callable[[client.ApiClient, str, str, OperatorConfig], None]
+
+
+def job_owner_name(kind: str, labels: dict[str, str], owners: list[Any]) -> str | None:
+    """The full name of the object a Job works for: its controller ownerReference's. The
+    owner-name label is the fallback (a cleanup Job has no owner): a label value stops at 63
+    characters, where object names go on to 253."""
+    for owner in owners:
+        if owner.get("controller") and str(owner.get("kind", "")).lower() == kind:
+            return str(owner.get("name") or "") or None
+    return labels.get(LABEL_OWNER_NAME) or None
+
+
+def _register_metrics_endpoint(registry: kopf.OperatorRegistry, address: str) -> None:
+    """Serve /metrics at `address` while the operator runs (from its start-up to its cleanup)."""
+    servers: list[metrics.MetricsServer] = []
+
+    @kopf.on.startup(id="metrics-endpoint", registry=registry)
+    def serve_metrics(**_: Any) -> None:
+        server = metrics.serve(address)
+        servers.append(server)
+        log.info("serving Prometheus metrics at http://%s/metrics", address)
+
+    @kopf.on.cleanup(id="metrics-endpoint-stop", registry=registry)
+    def stop_metrics(**_: Any) -> None:
+        while servers:
+            servers.pop().close()
 
 
 def _register_reconcile(
@@ -203,7 +245,8 @@ def _on_change_and_timer(
     """The level-triggered shape every kind shares: `on_change` when an object is created,
     edited or found at operator start; `on_tick` (default: `on_change`) every `interval`."""
     backoff = config.handler_backoff_seconds
-    tick = on_tick or on_change
+    on_change = metrics.counting_errors(kind)(on_change)
+    tick = metrics.counting_errors(kind)(on_tick) if on_tick is not None else on_change
 
     @kopf.on.create(GROUP, VERSION, plural, id=f"{kind}-start", registry=registry, backoff=backoff)
     @kopf.on.update(GROUP, VERSION, plural, id=f"{kind}-update", registry=registry, backoff=backoff)
@@ -241,6 +284,12 @@ def _register_store(
         interval=min(config.resync_seconds, config.store_check_seconds),
     )
 
+    @kopf.on.event(GROUP, VERSION, STORE_PLURAL, id="backupstore-deleted", registry=registry)
+    def store_deleted(type: str | None, namespace: str | None, name: str, **_: Any) -> None:
+        """A deleted store's Ready series goes, so no alert fires for a store that is gone."""
+        if type == "DELETED":
+            metrics.store_deleted(namespace or "", name)
+
 
 def _register_schedule(
     registry: kopf.OperatorRegistry, config: OperatorConfig, api: _ApiHolder
@@ -273,12 +322,14 @@ def _register_schedule(
         when=trigger_pending,
         registry=registry,
     )
+    @metrics.counting_errors(kind)
     def schedule_triggered(namespace: str | None, name: str, **_: Any) -> None:
         reconcile_schedule(api(), namespace or "", name, config)
 
     @kopf.on.delete(
         GROUP, VERSION, SCHEDULE_PLURAL, id=f"{kind}-release", registry=registry, backoff=backoff
     )
+    @metrics.counting_errors(kind)
     def schedule_deleted(body: kopf.Body, **_: Any) -> None:
         release_backups(api(), dict(body))
 
@@ -292,6 +343,7 @@ def _register_schedule(
         labels={SCHEDULE_LABEL: kopf.PRESENT},
         registry=registry,
     )
+    @metrics.counting_errors(kind)
     def scheduled_backup_changed(
         type: str | None, body: kopf.Body, namespace: str | None, uid: str | None, **_: Any
     ) -> None:
@@ -310,17 +362,55 @@ def _register_schedule(
             label = body.get("metadata", {}).get("labels", {}).get(SCHEDULE_LABEL, "")
             wake_restores_waiting_for_schedule(api(), namespace or "", label, config)
 
+    drill_phases = PhaseMemory()
 
-def run(config: OperatorConfig, *, liveness_endpoint: str | None = None) -> None:
-    """Run the operator until interrupted."""
+    @kopf.on.event(
+        GROUP,
+        VERSION,
+        DRILL_PLURAL,
+        id="scheduled-drill-watch",
+        labels={SCHEDULE_LABEL: kopf.PRESENT},
+        registry=registry,
+    )
+    @metrics.counting_errors(kind)
+    def scheduled_drill_changed(
+        type: str | None, body: kopf.Body, namespace: str | None, uid: str | None, **_: Any
+    ) -> None:
+        """A schedule's RestoreDrill ended: the schedule's Verified condition and
+        lastVerifiedTime move now, not at the next tick."""
+        if type == "DELETED":
+            drill_phases.forget(uid or "")
+            return
+        phase = (body.get("status") or {}).get("phase")
+        if not drill_phases.changed(uid or "", phase) or phase not in TERMINAL_PHASES:
+            return
+        label = body.get("metadata", {}).get("labels", {}).get(SCHEDULE_LABEL, "")
+        schedule = schedule_of_label(api(), namespace or "", label)
+        if schedule is not None:
+            reconcile_schedule(api(), namespace or "", schedule, config)
+
+
+def run(
+    config: OperatorConfig,
+    *,
+    liveness_endpoint: str | None = None,
+    readiness_endpoint: str | None = None,
+) -> None:
+    """Run the operator until interrupted, with kopf's liveness probe and our readiness probe
+    (see `lifeboat.controller.readiness`) when their endpoints are given."""
     registry = kopf.OperatorRegistry()
     register(registry, config)
-    asyncio.run(
-        kopf.operator(
-            registry=registry,
-            clusterwide=config.all_namespaces,
-            namespaces=list(config.namespaces),
-            standalone=True,
-            liveness_endpoint=liveness_endpoint,
-        )
-    )
+
+    async def operate() -> None:
+        insights = Insights()
+        async with serving_readiness(readiness_endpoint, insights):
+            await kopf.operator(
+                registry=registry,
+                clusterwide=config.all_namespaces,
+                namespaces=list(config.namespaces),
+                standalone=True,
+                liveness_endpoint=liveness_endpoint,
+                insights=insights,
+            )
+
+    asyncio.run(operate())

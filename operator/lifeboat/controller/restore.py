@@ -1,6 +1,10 @@
-"""Restore: wait for the Backup, then one Job; a finished Restore never runs again."""
+"""Restore: wait for the Backup, then one Job; a finished Restore never runs again, and a Restore
+re-created under a name that already restored its Backup does not run either (see
+`restore_history`): the Backup keeps the history."""
 
 from __future__ import annotations
+
+import logging
 
 from kubernetes import client
 from pydantic import ValidationError
@@ -27,13 +31,20 @@ from lifeboat.builders.jobs import (
 )
 from lifeboat.contract import Object, same_family
 from lifeboat.controller.config import OperatorConfig
+from lifeboat.controller.field_hints import FieldHints, field_hints
 from lifeboat.controller.jobs import (
     Target,
+    now_iso,
     open_unfinished,
     post_event,
     reconcile_job,
     resource_lock,
     write_verdict,
+)
+from lifeboat.controller.restore_history import (
+    record_restore,
+    repeat_refusal,
+    restore_again_value,
 )
 from lifeboat.controller.schedule_decisions import newest_completed, view_backup
 from lifeboat.controller.storage import (
@@ -43,8 +54,11 @@ from lifeboat.controller.storage import (
     backup_location,
     resolve_storage,
 )
+from lifeboat.controller.tenancy import job_refusal
 from lifeboat.controller.transitions import TERMINAL_PHASES, Verdict
 from lifeboat.kube.objects import list_custom, patch_status, read_custom
+
+log = logging.getLogger(__name__)
 
 
 def has_verification(status: Object) -> bool:
@@ -79,6 +93,7 @@ def reconcile_restore(
         if target.status.get("jobName"):
             # The Job was created: follow it. Its Backup, that Backup's store or schedule may
             # have changed or gone since, which must not fail a restore already under way.
+            recorded = target.status.get("resolvedBackup")
             reconcile_job(
                 api,
                 target,
@@ -87,12 +102,39 @@ def reconcile_restore(
                 build_job=_job_already_created,
                 has_result=has_result,
                 success=success,
+                before_finish=lambda verdict: _record_in_history(
+                    api, target, restore, verdict, recorded
+                ),
+                hints=_field_hints(restore, recorded),
             )
+            return
+        tenancy = job_refusal(
+            restore.spec.job,
+            namespace=target.namespace,
+            defaults=config.job_defaults,
+            policy=config.job_policy,
+        )
+        if tenancy is not None:
+            write_verdict(api, target, tenancy)
             return
         resolved = _resolve_source(api, target, restore, config)
         if resolved is None:
             return
         storage, url, database, backup_name = resolved
+        if restore.spec.encryption is not None:
+            # The Restore's own key wins over the one its Backup or source storage names.
+            storage = storage.model_copy(update={"encryption": restore.spec.encryption})
+        if backup_name is not None:
+            refusal = repeat_refusal(
+                _histories(api, target, restore, backup_name),
+                name=target.name,
+                uid=str(target.obj["metadata"].get("uid", "")),
+                again=restore_again_value(target.obj["metadata"].get("annotations")),
+                dry_run=restore.spec.dry_run,
+            )
+            if refusal is not None:
+                write_verdict(api, target, refusal)
+                return
         reconcile_job(
             api,
             target,
@@ -108,7 +150,87 @@ def reconcile_restore(
             has_result=has_result,
             extra=_restore_facts(database, backup_name),
             success=success,
+            before_finish=lambda verdict: _record_in_history(
+                api, target, restore, verdict, backup_name
+            ),
+            hints=_field_hints(restore, backup_name),
         )
+
+
+def _field_hints(restore: Restore, backup_name: str | None) -> FieldHints:
+    """Where a Restore's inputs come from: its own target and source, or its Backup's."""
+    spec = restore.spec
+    backup = f"Backup {backup_name}'s" if backup_name else "the Backup's"
+    return field_hints(
+        database_at="spec.target" if spec.target is not None else f"{backup} spec.database",
+        database=spec.target,
+        storage_at="spec.source.storage" if spec.source is not None else f"{backup} storage",
+        storage=spec.source.storage if spec.source is not None else None,
+    )
+
+
+def _histories(
+    api: client.ApiClient, target: Target, restore: Restore, backup_name: str
+) -> list[tuple[str, Object]]:
+    """(Backup, entry) pairs of the restore history that decides whether this Restore is a
+    repeat: its Backup's; for scheduleRef, that of every Backup of the schedule, since a
+    re-created Restore of "the newest backup" would otherwise restore a newer one silently."""
+    if restore.spec.schedule_ref is not None:
+        label = schedule_label_value(restore.spec.schedule_ref.name)
+        backups = list_custom(
+            api, BACKUP_PLURAL, target.namespace, label_selector=f"{SCHEDULE_LABEL}={label}"
+        )
+    else:
+        found = read_custom(api, BACKUP_PLURAL, target.namespace, backup_name)
+        backups = [found] if found is not None else []
+    return [
+        (obj["metadata"]["name"], entry)
+        for obj in backups
+        for entry in (obj.get("status") or {}).get("restores") or []
+    ]
+
+
+def _record_in_history(
+    api: client.ApiClient,
+    target: Target,
+    restore: Restore,
+    verdict: Verdict,
+    backup_name: str | None,
+) -> None:
+    """Add this finished Restore to its Backup's status.restores (before the Restore's own
+    phase is written). A Restore from spec.source has no Backup to remember it; a Backup
+    deleted meanwhile has nothing to record on."""
+    if backup_name is None:
+        return
+    verification = target.status.get("verification") or {}
+    entry: Object = {
+        "name": target.name,
+        "uid": str(target.obj["metadata"].get("uid", "")),
+        "time": now_iso(),
+        "result": verdict.phase.value,
+        "reason": verdict.reason,
+        "dryRun": restore.spec.dry_run,
+        "restoreAgain": restore_again_value(target.obj["metadata"].get("annotations")),
+        "database": target.status.get("database"),
+        "checksumVerified": verification.get("checksumVerified"),
+        "tablesVerified": verification.get("tablesVerified"),
+        "rowsVerified": verification.get("rowsVerified"),
+    }
+    entry = {key: value for key, value in entry.items() if value is not None}
+    with resource_lock(BACKUP_PLURAL, target.namespace, backup_name):
+        backup = read_custom(api, BACKUP_PLURAL, target.namespace, backup_name)
+        if backup is None:
+            log.info(
+                "Restore %s/%s: Backup %s is gone; its restore history cannot be kept",
+                target.namespace,
+                target.name,
+                backup_name,
+            )
+            return
+        history = (backup.get("status") or {}).get("restores") or []
+        updated = record_restore(history, entry)
+        if updated != history:
+            patch_status(api, BACKUP_PLURAL, target.namespace, backup_name, {"restores": updated})
 
 
 def _job_already_created() -> Object:

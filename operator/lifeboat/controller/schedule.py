@@ -30,10 +30,12 @@ from pydantic import ValidationError
 
 from lifeboat.api import (
     BACKUP_PLURAL,
+    DRILL_PLURAL,
     RESTORE_PLURAL,
     SCHEDULE_KIND,
     SCHEDULE_PLURAL,
     BackupSchedule,
+    ConditionStatus,
     ConditionType,
     Phase,
     describe_validation_error,
@@ -47,6 +49,7 @@ from lifeboat.builders.backups import (
     schedule_label_value,
 )
 from lifeboat.contract import Object
+from lifeboat.controller import metrics
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.jobs import post_event, resource_lock
 from lifeboat.controller.retention import (
@@ -78,6 +81,7 @@ from lifeboat.controller.schedule_decisions import (
     trigger_record,
     view_backup,
 )
+from lifeboat.controller.schedule_drills import DrillContext, DrillStep, handle_drills
 from lifeboat.controller.slots import (
     InvalidSchedule,
     Schedule,
@@ -87,7 +91,8 @@ from lifeboat.controller.slots import (
     check_slot,
     trigger_backup_name,
 )
-from lifeboat.controller.transitions import TERMINAL_PHASES
+from lifeboat.controller.tenancy import job_refusal
+from lifeboat.controller.transitions import TERMINAL_PHASES, set_condition
 from lifeboat.kube.objects import (
     create_or_adopt_custom,
     delete_custom,
@@ -111,6 +116,10 @@ class _Run:
     policy: RetentionPolicy
     now: datetime
     backups: list[ScheduledBackup]
+    objects: list[Object] = field(default_factory=list)
+    """The schedule's Backups as listed (what `backups` views)."""
+    drill_cron: Schedule | None = None
+    """spec.drill.schedule, parsed."""
     status: Object = field(default_factory=dict)
     """Status fields decided so far."""
     changed_backups: bool = False
@@ -135,7 +144,14 @@ class _Run:
 
     def event(self, reason: str, message: str) -> None:
         post_event(self.obj, "Normal", reason, message)
-        log.info("BackupSchedule %s/%s: %s", self.namespace, self.name, message)
+        fields = {"kind": SCHEDULE_KIND, "namespace": self.namespace, "name": self.name}
+        log.info(
+            "BackupSchedule %s/%s: %s",
+            self.namespace,
+            self.name,
+            message,
+            extra={"resource": fields, "reason": reason},
+        )
 
 
 def reconcile_schedule(
@@ -162,20 +178,74 @@ def reconcile_schedule(
         except ValueError as exc:
             _stall(api, obj, INVALID_SPEC, str(exc), now)
             return
-        run = _Run(api, obj, schedule, cron, policy, now, _list_backups(api, obj))
+        refusal = job_refusal(
+            schedule.spec.template.job,
+            namespace=namespace,
+            defaults=config.job_defaults,
+            policy=config.job_policy,
+            field="spec.template.job",
+            then="then edit the schedule. No Backup was created.",
+        )
+        if refusal is not None:  # every Backup it made would fail the same way
+            _stall(api, obj, refusal.reason, refusal.message, now)
+            return
+        drill = schedule.spec.drill
+        refusal = job_refusal(
+            drill.job if drill is not None else None,
+            namespace=namespace,
+            defaults=config.job_defaults,
+            policy=config.job_policy,
+            field="spec.drill.job",
+            then="then edit the schedule. No RestoreDrill was created.",
+        )
+        if refusal is not None:  # every drill it made would fail the same way
+            _stall(api, obj, refusal.reason, refusal.message, now)
+            return
+        try:
+            drill_cron = (
+                Schedule.parse(drill.schedule, schedule.spec.time_zone)
+                if drill is not None and drill.schedule is not None
+                else None
+            )
+        except InvalidSchedule as exc:
+            message = str(exc).replace("spec.schedule:", "spec.drill.schedule:", 1)
+            _stall(api, obj, INVALID_SCHEDULE, message, now)
+            return
+        objects = _list_backup_objects(api, obj)
+        run = _Run(api, obj, schedule, cron, policy, now, _views(obj, objects), objects, drill_cron)
         _handle_trigger(run)
         check = _handle_slot(run)
         if run.changed_backups:
-            run.backups = _list_backups(api, obj)
+            run.objects = _list_backup_objects(api, obj)
+            run.backups = _views(obj, run.objects)
         decision = _apply_retention(run)
-        _write_status(run, check, decision)
+        drills = _handle_drills(run, decision)
+        _write_status(run, check, decision, drills)
 
 
-def _list_backups(api: client.ApiClient, obj: Object) -> list[ScheduledBackup]:
+def _list_backup_objects(api: client.ApiClient, obj: Object) -> list[Object]:
     meta = obj["metadata"]
     selector = f"{SCHEDULE_LABEL}={schedule_label_value(meta['name'])}"
-    listed = list_custom(api, BACKUP_PLURAL, meta["namespace"], label_selector=selector)
-    return [view_backup(item, meta["uid"]) for item in listed]
+    return list_custom(api, BACKUP_PLURAL, meta["namespace"], label_selector=selector)
+
+
+def _views(obj: Object, listed: list[Object]) -> list[ScheduledBackup]:
+    return [view_backup(item, obj["metadata"]["uid"]) for item in listed]
+
+
+def _handle_drills(run: _Run, decision: RetentionDecision) -> DrillStep:
+    """Restore drills (spec.drill): after retention, among the Backups it kept."""
+    pruned = set(decision.pruned)
+    context = DrillContext(
+        api=run.api,
+        obj=run.obj,
+        schedule=run.schedule,
+        drill_cron=run.drill_cron,
+        now=run.now,
+        backups=[o for o in run.objects if o["metadata"]["name"] not in pruned],
+        event=run.event,
+    )
+    return handle_drills(context)
 
 
 def _create(run: _Run, name: str, slot: datetime, trigger: str | None, why: str) -> None:
@@ -185,6 +255,10 @@ def _create(run: _Run, name: str, slot: datetime, trigger: str | None, why: str)
     run.status["lastBackup"] = name
     if created:
         run.event("BackupCreated", f"created Backup {name} {why}")
+        if trigger is None:
+            metrics.slot_fired(run.namespace, run.name)
+        else:
+            metrics.trigger_fired(run.namespace, run.name)
 
 
 def _handle_trigger(run: _Run) -> None:
@@ -267,6 +341,7 @@ def _skip(run: _Run, slot: datetime, reason: str, message: str) -> None:
         }
     )
     run.event("SlotSkipped", message)
+    metrics.slot_skipped(run.namespace, run.name, reason)
 
 
 def _apply_retention(run: _Run) -> RetentionDecision:
@@ -292,6 +367,7 @@ def _apply_retention(run: _Run) -> RetentionDecision:
             if backup.outcome is Outcome.FAILED
             else "not kept by spec.retention"
         )
+        metrics.backup_pruned(run.namespace, run.name, backup.outcome.value)
         run.event(
             "BackupPruned",
             f"deleted Backup {name} ({why}); its deletionPolicy {backup.deletion_policy} "
@@ -307,9 +383,14 @@ def _apply_retention(run: _Run) -> RetentionDecision:
 
 
 def _read_by_restores(api: client.ApiClient, namespace: str) -> set[str]:
-    """Backups an unfinished Restore reads (backupRef, or what its scheduleRef resolved to)."""
+    """Backups an unfinished Restore or RestoreDrill reads (backupRef, or what its scheduleRef
+    resolved to)."""
     names: set[str] = set()
-    for restore in list_custom(api, RESTORE_PLURAL, namespace):
+    readers = [
+        *list_custom(api, RESTORE_PLURAL, namespace),
+        *list_custom(api, DRILL_PLURAL, namespace),
+    ]
+    for restore in readers:
         status = restore.get("status") or {}
         if status.get("phase") in TERMINAL_PHASES:
             continue
@@ -320,7 +401,9 @@ def _read_by_restores(api: client.ApiClient, namespace: str) -> set[str]:
     return names
 
 
-def _write_status(run: _Run, check: SlotCheck, decision: RetentionDecision) -> None:
+def _write_status(
+    run: _Run, check: SlotCheck, decision: RetentionDecision, drills: DrillStep
+) -> None:
     owned = [b for b in run.backups if b.owned]
     times = {b.name: b.time for b in owned}
     kept = sorted(decision.kept.items(), key=lambda item: times[item[0]], reverse=True)
@@ -339,7 +422,16 @@ def _write_status(run: _Run, check: SlotCheck, decision: RetentionDecision) -> N
     if newest is not None:
         desired["lastSuccessfulBackup"] = newest.name
         desired["lastSuccessfulTime"] = newest.completion_time
-    _write(run.api, run.obj, desired, None, run.now, next_slot=run.local(check.next_slot))
+    desired.update(drills.status)
+    _write(
+        run.api,
+        run.obj,
+        desired,
+        None,
+        run.now,
+        next_slot=run.local(check.next_slot),
+        verified=drills.verification.condition,
+    )
 
 
 def _stall(api: client.ApiClient, obj: Object, reason: str, message: str, now: datetime) -> None:
@@ -361,23 +453,30 @@ def _write(
     now: datetime,
     *,
     next_slot: str,
+    verified: tuple[ConditionStatus, str, str] | None = None,
 ) -> None:
+    """Write what changed. `verified`: the Verified condition (spec.drill), None to leave it."""
     meta = obj["metadata"]
     generation = meta.get("generation")
     current: Object = obj.get("status") or {}
     suspended = bool((obj.get("spec") or {}).get("suspend"))
-    desired = {
-        **desired,
-        "observedGeneration": generation,
-        "conditions": schedule_conditions(
-            current,
-            stalled=stalled,
-            suspended=suspended,
-            next_slot=next_slot,
+    conditions = schedule_conditions(
+        current,
+        stalled=stalled,
+        suspended=suspended,
+        next_slot=next_slot,
+        generation=generation,
+        now=rfc3339(now),
+    )
+    if verified is not None:
+        conditions = set_condition(
+            conditions,
+            ConditionType.VERIFIED.value,
+            *verified,
             generation=generation,
             now=rfc3339(now),
-        ),
-    }
+        )
+    desired = {**desired, "observedGeneration": generation, "conditions": conditions}
     patch = status_changes(current, desired)
     if patch:
         patch_status(api, SCHEDULE_PLURAL, meta["namespace"], meta["name"], patch)

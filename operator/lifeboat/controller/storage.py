@@ -68,7 +68,7 @@ def age_seconds(obj: Object, now: datetime | None = None) -> float:
 def store_backend(store: Object) -> StorageBackend:
     """A BackupStore's settings as the storage a Job uses; ValidationError if its spec is bad."""
     spec = BackupStore.model_validate(store).spec
-    return StorageBackend(s3=spec.s3, volume=spec.volume)
+    return StorageBackend(s3=spec.s3, volume=spec.volume, encryption=spec.encryption)
 
 
 def store_note(name: str, store: Object | None) -> str | None:
@@ -129,6 +129,8 @@ def decide_storage(
         return Verdict(
             Phase.FAILED, STORE_INVALID, f"{STORE_KIND} {name} ({field}) is invalid: {detail}"
         )
+    if storage.encryption is not None:  # the object's own encryption wins over the store's
+        backend = backend.model_copy(update={"encryption": storage.encryption})
     return ResolvedStorage(backend, note)
 
 

@@ -34,6 +34,7 @@ from lifeboat.api import (
 )
 from lifeboat.builders.jobs import build_store_check_job, store_check_job_name, store_uri
 from lifeboat.contract import Object
+from lifeboat.controller import metrics
 from lifeboat.controller.backup import reconcile_backup
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.jobs import (
@@ -209,6 +210,7 @@ def reconcile_store(
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             return
         status: Object = obj.get("status") or {}
+        metrics.store_seen(namespace, name, status)
         generation = obj["metadata"].get("generation")
         if not check_due(status, generation, datetime.now(UTC), config.store_check_seconds):
             return
@@ -268,10 +270,22 @@ def _record(
         now=now_iso(),
     )
     patch_status(api, STORE_PLURAL, meta["namespace"], meta["name"], update.patch)
+    metrics.store_checked(
+        meta["namespace"], meta["name"], reachable=result.reachable, reason=result.reason
+    )
     if update.event is not None:
         event_type, reason, message = update.event
         post_event(obj, event_type, reason, message)
-        log.info("%s %s/%s: %s", STORE_KIND, meta["namespace"], meta["name"], message)
+        fields = {"kind": STORE_KIND, "namespace": meta["namespace"], "name": meta["name"]}
+        log.log(
+            logging.INFO if result.reachable else logging.WARNING,
+            "%s %s/%s: %s",
+            STORE_KIND,
+            meta["namespace"],
+            meta["name"],
+            message,
+            extra={"resource": fields, "reason": reason},
+        )
 
 
 def _names_store(obj: Object, store_name: str) -> bool:

@@ -81,8 +81,9 @@ def parse_database_url(url: str, environ: Mapping[str, str] | None = None) -> Da
             "DATABASE_URL: a password in the URL would leak through argv and logs; "
             "remove it and set LIFEBOAT_DB_PASSWORD (or LIFEBOAT_DB_PASSWORD_FILE) instead"
         )
-    database = unquote(parts.path.lstrip("/"))
-    if not database or "/" in database:
+    raw_database = parts.path.lstrip("/")
+    database = unquote(raw_database)
+    if not database or "/" in raw_database:  # a '/' in the name itself arrives as %2F
         raise UsageError(
             f"DATABASE_URL: name one database after the host, e.g. {engine}://user@host:port/shop"
         )

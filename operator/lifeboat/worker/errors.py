@@ -127,6 +127,55 @@ class VerificationFailed(RestoreError):
         self.mismatches = list(mismatches)
 
 
+class EncryptionKeyInvalid(UsageError):
+    """The encryption key given is not 32 bytes in base64 (or its file cannot be read); the
+    message names where it came from (the option, the variable, the Secret and key), never its
+    value."""
+
+    reason = "EncryptionKeyInvalid"
+
+
+class EncryptionKeyRequired(UsageError):
+    """The backup is encrypted and no key was given."""
+
+    reason = "EncryptionKeyRequired"
+
+
+class EncryptionKeyMismatch(RestoreError):
+    """The key given is not the one the backup was encrypted with (its key id differs):
+    detected before the target is touched."""
+
+    reason = "EncryptionKeyMismatch"
+
+
+class BackupNotEncrypted(RestoreError):
+    """A key was given but the backup is not encrypted: an encrypted backup may have been
+    replaced by a plaintext one, so it is refused rather than trusted."""
+
+    reason = "BackupNotEncrypted"
+
+
+class DecryptionFailed(RestoreError):
+    """An encrypted artifact failed authentication: a chunk was changed, reordered, removed or
+    cut, or the header was edited. Nothing it holds reached the target unauthenticated."""
+
+    reason = "DecryptionFailed"
+
+
+class DrillCheckFailed(RestoreError):
+    """A restore drill's backup restored and matched its manifest, but a check did not return
+    what it should, or its query failed (the database's own error is in the message)."""
+
+    reason = "DrillCheckFailed"
+
+
+class DrillCleanupFailed(DatabaseError):
+    """A restore drill could not drop its throwaway database: it is left on the server (the
+    drill's retry, or the next drill of the same database, drops it)."""
+
+    reason = "DrillCleanupFailed"
+
+
 class Interrupted(LifeboatError):
     reason = "Interrupted"
     exit_code = ExitCode.INTERRUPTED

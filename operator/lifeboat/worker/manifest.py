@@ -2,7 +2,9 @@
 
 A backup exists only when its manifest exists and parses: the artifact alone is never treated as
 a backup. The manifest carries everything a restore needs to prove itself: the artifact's size and
-SHA-256, and a row count per table taken in the same snapshot as the dump.
+SHA-256, and a row count per table taken in the same snapshot as the dump. For an encrypted
+artifact it names the algorithm and the key id (a fingerprint), never the key: the manifest itself
+is plaintext, so anyone who can read the bucket can read it (docs/encryption.md).
 """
 
 from __future__ import annotations
@@ -22,14 +24,52 @@ class TableManifest(BaseModel):
     rows: int = Field(ge=0, description="Rows in the table in the dump's snapshot.")
 
 
+class EncryptionManifest(BaseModel):
+    """How the artifact was encrypted by Lifeboat before it was stored. Never the key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    algorithm: str = Field(description="AES-256-GCM, in authenticated chunks.")
+    key_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="Fingerprint of the key (SHA-256 derived): which key decrypts it, not the key.",
+    )
+    chunk_size: int = Field(ge=1, description="Plaintext bytes per authenticated chunk.")
+
+
+class StoredEncryptionManifest(BaseModel):
+    """How the storage says it encrypts the stored artifact (S3 server-side encryption)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str = Field(description="AES256 (SSE-S3) or aws:kms (SSE-KMS), as S3 reported it.")
+    kms_key_id: str | None = Field(default=None, description="The KMS key, for aws:kms.")
+
+
 class ArtifactManifest(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     key: str = Field(description="Object name of the artifact, relative to the backup location.")
     compression: str = Field(description="zstd, gzip or none.")
-    size: int = Field(ge=0, description="Bytes of the stored (compressed) artifact.")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the stored artifact.")
+    size: int = Field(
+        ge=0, description="Bytes of the stored artifact (compressed, and encrypted if it is)."
+    )
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the stored artifact: of what is stored, so of the ciphertext "
+        "when it is encrypted.",
+    )
     raw_size: int = Field(ge=0, description="Bytes of the dump before compression.")
+    encryption: EncryptionManifest | None = Field(
+        default=None,
+        description="Set when Lifeboat encrypted the artifact (compressed, then encrypted): a "
+        "restore needs the key with this key id. None: not encrypted by Lifeboat.",
+    )
+    server_side_encryption: StoredEncryptionManifest | None = Field(
+        default=None,
+        description="S3 server-side encryption of the stored artifact, as S3 reported it after "
+        "the upload. None: the storage reported none (or is not S3).",
+    )
 
 
 class Manifest(BaseModel):

@@ -253,12 +253,27 @@ class Progress:
 
 
 class JsonLinesReporter:
-    """One JSON object per line on a stream (stderr by default): progress for machines."""
+    """One JSON object per line on a stream (stderr by default): progress for machines.
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    `min_interval` (seconds of the operation's own clock) thins the lines out for logs that
+    people and log stores keep, such as a Job's: a line at most that often, plus every stage
+    change and the final one."""
+
+    def __init__(self, stream: IO[str] | None = None, *, min_interval: float = 0.0) -> None:
         self._stream = stream if stream is not None else sys.stderr
+        self._min_interval = min_interval
+        self._last: ProgressSnapshot | None = None
 
     def report(self, snapshot: ProgressSnapshot) -> None:
+        last = self._last
+        if (
+            last is not None
+            and not snapshot.done
+            and snapshot.stage == last.stage
+            and snapshot.elapsed_seconds - last.elapsed_seconds < self._min_interval
+        ):
+            return
+        self._last = snapshot
         line = json.dumps({"progress": snapshot.to_json()}, separators=(",", ":"))
         self._stream.write(line + "\n")
         self._stream.flush()

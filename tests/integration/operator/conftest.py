@@ -28,6 +28,7 @@ from lifeboat.builders.jobs import JobDefaults
 from lifeboat.builders.naming import LABEL_MANAGED_BY, MANAGED_BY
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.operator import register
+from lifeboat.controller.tenancy import JobPolicy
 from tests.support.e2e import E2E_SETTINGS
 from tests.support.kube.operators import run_operator
 from tests.support.kube.server import KubeServer
@@ -75,6 +76,7 @@ class Cluster:
             "restores": "Restore",
             "backupstores": "BackupStore",
             "backupschedules": "BackupSchedule",
+            "restoredrills": "RestoreDrill",
         }[plural]
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
@@ -185,7 +187,7 @@ def _prepare_namespace(cluster: Cluster) -> None:
 
 def _tear_down_namespace(cluster: Cluster) -> None:
     """Finalizers would keep the namespace terminating once no operator runs: drop them."""
-    for plural in ("backups", "restores", "backupschedules"):
+    for plural in ("backups", "restores", "backupschedules", "restoredrills"):
         listed = cluster.custom.list_namespaced_custom_object(
             GROUP, VERSION, cluster.namespace, plural
         )
@@ -207,6 +209,9 @@ def test_config(kubeconfig: Path, **changes: Any) -> OperatorConfig:
         "kubeconfig": str(kubeconfig),
         "all_namespaces": True,
         "job_defaults": JobDefaults(image=TEST_IMAGE, image_pull_policy="IfNotPresent"),
+        # The images scenarios give spec.job.image (an unpullable one, a stand-in worker); the
+        # tenancy tests start the operator with their own allow-lists.
+        "job_policy": JobPolicy(allowed_images=("registry.invalid/*", "lifeboat:*")),
         "resync_seconds": 0.5,
         "stuck_pod_seconds": 1.0,
         "unschedulable_seconds": 1.0,

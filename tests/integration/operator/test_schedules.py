@@ -264,10 +264,10 @@ def test_each_slot_makes_exactly_one_backup_that_completes(
     ).stdout.splitlines()
     assert shown[0].split() == [
         "NAME", "SCHEDULE", "SUSPENDED", "LAST", "SUCCESS", "NEXT", "KEPT", "AGE", "TIME", "ZONE",
-        "LAST", "BACKUP",
+        "LAST", "BACKUP", "LAST", "VERIFIED",
     ]  # fmt: skip
     assert shown[1].startswith("nightly   0 * * * *   false   "), shown
-    assert shown[1].split()[-2:] == ["UTC", second], shown
+    assert shown[1].split()[-2:] == ["UTC", second], shown  # Last Verified empty: no drill
     assert shown[1].split()[-4] == "2", shown  # kept
 
 

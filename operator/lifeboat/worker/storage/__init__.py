@@ -8,7 +8,11 @@ Accepted forms of BACKUP_URL:
       AWS_ENDPOINT_URL, else AWS);
     - `region=eu-central-1`: the signing region (default: AWS_REGION, AWS_DEFAULT_REGION);
     - `addressing=path|virtual|auto`: bucket addressing (default: LIFEBOAT_S3_ADDRESSING_STYLE,
-      else path-style for non-AWS endpoints and auto for AWS).
+      else path-style for non-AWS endpoints and auto for AWS);
+    - `sse=AES256|aws:kms`: server-side encryption of every object written (default:
+      LIFEBOAT_S3_SSE, else none asked for: the bucket's default);
+    - `kms-key-id=KEY`: with `sse=aws:kms`, the KMS key id, ARN or alias (default:
+      LIFEBOAT_S3_SSE_KMS_KEY_ID, else the bucket's or account's default KMS key).
   Credentials never go in the URL: they come from boto3's standard chain (AWS_ACCESS_KEY_ID /
   AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, ~/.aws, IRSA, Pod Identity, instance profile).
 - `file:///absolute/path`: a directory.
@@ -35,14 +39,19 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalStorage", "ObjectWriter", "Storage", "open_storage"]
 
-S3_QUERY_PARAMETERS = ("endpoint", "region", "addressing")
+S3_QUERY_PARAMETERS = ("endpoint", "region", "addressing", "sse", "kms-key-id")
 _EXAMPLES = "s3://bucket/prefix/, file:///var/backups or a directory path such as ./backups"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 
 
-def open_storage(url: str, environ: Mapping[str, str] | None = None) -> Storage:
-    """Open the backup location named by BACKUP_URL; a bad URL is a UsageError saying the fix."""
+def open_storage(
+    url: str, environ: Mapping[str, str] | None = None, *, storage_timeout: float | None = None
+) -> Storage:
+    """Open the backup location named by BACKUP_URL; a bad URL is a UsageError saying the fix.
+
+    `storage_timeout`: how long S3 calls are retried through an outage (default:
+    LIFEBOAT_STORAGE_TIMEOUT, else 120 s); a directory has no such wait."""
     env = os.environ if environ is None else environ
     text = url.strip()
     if not text:
@@ -58,7 +67,7 @@ def open_storage(url: str, environ: Mapping[str, str] | None = None) -> Storage:
         ) from None
     kind = parts.scheme.lower()
     if kind == "s3":
-        return _open_s3(text, env)
+        return _open_s3(text, env, storage_timeout)
     if kind == "file":
         return _open_file(text)
     raise UsageError(
@@ -66,7 +75,7 @@ def open_storage(url: str, environ: Mapping[str, str] | None = None) -> Storage:
     )
 
 
-def _open_s3(text: str, env: Mapping[str, str]) -> Storage:
+def _open_s3(text: str, env: Mapping[str, str], storage_timeout: float | None) -> Storage:
     parts = urlsplit(text)
     if not text.lower().startswith("s3://"):
         raise UsageError(f"BACKUP_URL: {_shown(text)} is not an S3 URL; write s3://bucket/prefix/")
@@ -108,6 +117,11 @@ def _open_s3(text: str, env: Mapping[str, str]) -> Storage:
             f"BACKUP_URL: addressing={addressing!r} is not valid; use path, virtual or auto"
         )
     prefix = re.sub("/{2,}", "/", parts.path).lstrip("/")
+    if ".." in unquote(prefix).split("/"):
+        raise UsageError(
+            f"BACKUP_URL: {_shown(text)} has a '..' segment in its prefix; S3-compatible servers "
+            "differ on what it means (some refuse it, some resolve it): name the prefix directly"
+        )
 
     from lifeboat.worker.storage.s3 import S3Storage
 
@@ -117,6 +131,9 @@ def _open_s3(text: str, env: Mapping[str, str]) -> Storage:
         endpoint_url=endpoint,
         region=options.get("region") or None,
         addressing_style=cast("AddressingStyle | None", addressing),
+        server_side_encryption=options.get("sse") or None,
+        sse_kms_key_id=options.get("kms-key-id") or None,
+        storage_timeout=storage_timeout,
         environ=env,
     )
 

@@ -30,6 +30,17 @@ class StoredObject:
     """Bytes stored."""
 
 
+@dataclass(frozen=True)
+class StoredEncryption:
+    """How the storage server says it encrypts a stored object (S3 server-side encryption)."""
+
+    type: str
+    """AES256 (SSE-S3) or aws:kms (SSE-KMS), as the server reported it."""
+
+    kms_key_id: str | None = None
+    """The KMS key that protects it, for aws:kms."""
+
+
 class ObjectWriter(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
@@ -72,8 +83,20 @@ class Storage(Protocol):
         """Bytes of the object, or None when it does not exist."""
         ...
 
+    def stored_encryption(self, key: str) -> StoredEncryption | None:
+        """How the server encrypts the stored object at rest, as it reports it; None when it
+        reports nothing (a volume, or S3 without server-side encryption)."""
+        ...
+
     def delete(self, keys: list[str]) -> None:
         """Delete objects; missing ones are not an error."""
+        ...
+
+    def remove_incomplete(self, keys: list[str]) -> list[str]:
+        """Remove what writes of `keys` at this location left when their process was killed
+        outright (an S3 multipart upload, a directory's hidden temp file): never visible as an
+        object, but taking space. Only those keys, only at this location. Returns what was
+        removed, for people."""
         ...
 
     def list_objects(self, prefix: str = "") -> Iterator[StoredObject]:

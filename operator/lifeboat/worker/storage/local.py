@@ -3,7 +3,9 @@
 Writes are atomic and durable: bytes go to a hidden temp file in the same directory
 (`.<key>.partial-<random>`), which is flushed and fsync'd, renamed over the key with `os.replace`,
 and then the directory itself is fsync'd so the rename survives a crash. An exception inside the
-writer block removes the temp file, so nothing is ever visible under the key. Files are created
+writer block removes the temp file, so nothing is ever visible under the key; a writer killed
+outright (SIGKILL, a node lost) leaves its hidden temp file, which is never listed as an object and
+which `remove_incomplete` (the next backup of the location) deletes. Files are created
 0640: backups hold database contents; the group bit keeps them readable under a Pod `fsGroup`.
 """
 
@@ -19,7 +21,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lifeboat.worker.errors import AccessDenied, BackupNotFound, DiskFull, StorageError
-from lifeboat.worker.storage.base import WRITE_PROBE, ObjectWriter, StoredObject
+from lifeboat.worker.storage.base import (
+    WRITE_PROBE,
+    ObjectWriter,
+    StoredEncryption,
+    StoredObject,
+)
 from lifeboat.worker.streams import Readable
 
 FILE_MODE = 0o640
@@ -104,6 +111,10 @@ class LocalStorage:
         except OSError as exc:
             raise _storage_error(exc, "reading", path) from exc
 
+    def stored_encryption(self, key: str) -> StoredEncryption | None:
+        """A filesystem reports no encryption (an encrypted volume is invisible from here)."""
+        return None
+
     def delete(self, keys: list[str]) -> None:
         """Remove files; missing ones are fine. The directory is fsync'd once at the end."""
         for key in keys:
@@ -114,6 +125,24 @@ class LocalStorage:
                 raise _storage_error(exc, "deleting", path) from exc
         if keys and self.directory.is_dir():
             self._sync_directory()
+
+    def remove_incomplete(self, keys: list[str]) -> list[str]:
+        """Delete the temp files killed writers left for `keys` in this directory (not below it);
+        returns their URIs."""
+        if not self.directory.is_dir():
+            return []
+        try:
+            names = sorted(entry.name for entry in os.scandir(self.directory))
+        except OSError as exc:
+            raise _storage_error(exc, "listing", self.directory) from exc
+        wanted = {f".{key}" for key in keys}
+        removed = [
+            name
+            for name in names
+            if _PARTIAL.match(name) and name.rsplit(".partial-", 1)[0] in wanted
+        ]
+        self.delete(removed)
+        return [self.uri(name) for name in removed]
 
     def list_objects(self, prefix: str = "") -> Iterator[StoredObject]:
         """Files below the directory (recursively, symlinks not followed) in key order; writes

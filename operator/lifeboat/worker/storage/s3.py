@@ -26,10 +26,29 @@ verifies on receipt (BadDigest otherwise); when the server echoes a checksum it 
 Objects smaller than one part go up with a single PutObject. After CompleteMultipartUpload a HEAD
 confirms that the stored size equals the bytes written.
 
+Server-side encryption (`server_side_encryption`, else LIFEBOAT_S3_SSE: `AES256` for SSE-S3 or
+`aws:kms` for SSE-KMS, with `sse_kms_key_id`, else LIFEBOAT_S3_SSE_KMS_KEY_ID) is asked for on
+every write: each PutObject and CreateMultipartUpload (its parts inherit it), the manifest and the
+write probe included, so a backup that may not use the KMS key fails at its write probe, before
+the dump starts. `stored_encryption` reads back what S3 applied. Reads need nothing: S3 decrypts
+for a caller allowed to (kms:Decrypt for SSE-KMS).
+
 Reads stream a GET and, when the connection drops mid-way, resume with a ranged GET pinned to the
 object's ETag (If-Match), so a long restore survives network blips and never splices two
 different versions of an object. `read_resumes` bounds the resumes in a row that bring no new
 bytes; any progress restores the allowance, so many blips spread over a long read are survived.
+
+Outages: once the server has answered, every call that fails for a reason time can fix (no
+connection, a timeout, a 5xx, throttling) is tried again with exponential backoff (0.5 s doubling
+up to 8 s, with jitter) for up to `storage_timeout` seconds (else LIFEBOAT_STORAGE_TIMEOUT, else
+120 s), so an upload or a download survives a server restart or a stall. Past that budget the call
+fails with StorageUnreachable naming the operation, the endpoint and the budget; one attempt's
+own timeout (connect and read, at most half the budget) bounds how far past it. Before the server
+has answered once (the preflight), a call is tried `max_attempts` times only, so a wrong endpoint
+fails in seconds.
+
+Leftovers: `remove_incomplete` aborts the multipart uploads an interrupted (killed) write left for
+the given keys directly at this location; nothing else in the bucket is touched.
 """
 
 from __future__ import annotations
@@ -38,6 +57,8 @@ import base64
 import copy
 import hashlib
 import os
+import secrets
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -59,7 +80,15 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from lifeboat import __version__
-from lifeboat.contract import ENV_S3_ADDRESSING_STYLE
+from lifeboat.contract import (
+    DEFAULT_STORAGE_TIMEOUT,
+    ENV_S3_ADDRESSING_STYLE,
+    ENV_S3_SSE,
+    ENV_S3_SSE_KMS_KEY_ID,
+    ENV_STORAGE_TIMEOUT,
+    SSE_KMS,
+    SSE_S3,
+)
 from lifeboat.worker.errors import (
     AccessDenied,
     BackupNotFound,
@@ -68,7 +97,12 @@ from lifeboat.worker.errors import (
     StorageUnreachable,
     UsageError,
 )
-from lifeboat.worker.storage.base import WRITE_PROBE, ObjectWriter, StoredObject
+from lifeboat.worker.storage.base import (
+    WRITE_PROBE,
+    ObjectWriter,
+    StoredEncryption,
+    StoredObject,
+)
 from lifeboat.worker.streams import CHUNK_SIZE, Readable
 
 if TYPE_CHECKING:
@@ -83,6 +117,7 @@ T = TypeVar("T")
 AddressingStyle = Literal["path", "virtual", "auto"]
 ADDRESSING_STYLES: tuple[AddressingStyle, ...] = ("path", "virtual", "auto")
 ADDRESSING_STYLE_ENV = ENV_S3_ADDRESSING_STYLE
+SSE_TYPES = (SSE_S3, SSE_KMS)
 
 MIB = 1024 * 1024
 S3_MIN_PART_SIZE = 5 * MIB
@@ -95,6 +130,23 @@ DEFAULT_MIN_PART_SIZE = 8 * MIB
 FLAT_PARTS = 5_000
 GROWTH_STEP = 400
 DELETE_BATCH = 1_000
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 8.0
+# Answers that time can fix: the server is overloaded, restarting or throttling.
+_TRANSIENT_CODES = {
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "500",
+    "502",
+    "503",
+    "504",
+}
 
 _ACCESS_CODES = {
     "AccessDenied",
@@ -147,6 +199,7 @@ _PERMISSIONS = {
     "UploadPart": "s3:PutObject",
     "CompleteMultipartUpload": "s3:PutObject",
     "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
     "DeleteObjects": "s3:DeleteObject",
     "DeleteObject": "s3:DeleteObject",
 }
@@ -187,6 +240,45 @@ def _as_body(data: bytes | bytearray) -> bytes:
     return cast(bytes, data)
 
 
+def _storage_timeout(value: float | None, env: Mapping[str, str]) -> float:
+    if value is None:
+        text = env.get(ENV_STORAGE_TIMEOUT) or ""
+        try:
+            value = float(text) if text else DEFAULT_STORAGE_TIMEOUT
+        except ValueError:
+            value = 0.0
+    if not value > 0:
+        raise UsageError(
+            f"--storage-timeout ({ENV_STORAGE_TIMEOUT}) must be a positive number of seconds"
+        )
+    return value
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether trying the call again later may succeed: no connection, a timeout, a 5xx,
+    throttling. Refusals (credentials, a missing bucket) are not."""
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        return True
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in _TRANSIENT_CODES or status >= 500
+    return False
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with jitter: 0.5, 1, 2, 4, 8, 8 ... seconds, each 50-100 %."""
+    ceiling = min(BACKOFF_MAX, BACKOFF_FIRST * float(2 ** min(attempt - 1, 16)))
+    return ceiling * (0.5 + secrets.randbelow(501) / 1000)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', '')} {error.get('Message', '')}".strip()
+    return type(exc).__name__
+
+
 def _is_aws(endpoint: str) -> bool:
     host = urlsplit(endpoint).hostname or ""
     return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
@@ -208,7 +300,10 @@ class S3Storage:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         read_resumes: int = 3,
+        storage_timeout: float | None = None,
         list_page_size: int = 1000,
+        server_side_encryption: str | None = None,
+        sse_kms_key_id: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
@@ -222,6 +317,25 @@ class S3Storage:
                 f"{ADDRESSING_STYLE_ENV}: {style!r} is not an addressing style; "
                 "use path, virtual or auto"
             )
+        sse = server_side_encryption or env.get(ENV_S3_SSE) or None
+        kms_key_id = sse_kms_key_id or env.get(ENV_S3_SSE_KMS_KEY_ID) or None
+        if sse is not None and sse not in SSE_TYPES:
+            raise UsageError(
+                f"{ENV_S3_SSE} (sse= in BACKUP_URL): {sse!r} is not a server-side encryption; "
+                f"use {SSE_S3} (SSE-S3) or {SSE_KMS} (SSE-KMS)"
+            )
+        if kms_key_id is not None and sse != SSE_KMS:
+            raise UsageError(
+                f"{ENV_S3_SSE_KMS_KEY_ID} (kms-key-id= in BACKUP_URL) names a KMS key, which is "
+                f"for server-side encryption {SSE_KMS}; set {ENV_S3_SSE}={SSE_KMS} or remove it"
+            )
+        self.server_side_encryption = sse
+        """What every write asks for: AES256, aws:kms, or None (the bucket's default)."""
+        self.sse_kms_key_id = kms_key_id
+        self.storage_timeout = _storage_timeout(storage_timeout, env)
+        """Seconds a failing call is retried once the server has answered (see the module)."""
+        self.max_attempts = max_attempts
+        self._reached = False
         self.bucket = bucket
         prefix = prefix.lstrip("/")
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
@@ -236,10 +350,11 @@ class S3Storage:
             raise StorageError(f"cannot configure the S3 client: {exc}") from exc
 
         def make_client(chosen: AddressingStyle) -> S3Client:
+            # One attempt per botocore call: `_call` retries, within the storage timeout.
             config = Config(
-                retries={"mode": "standard", "max_attempts": max_attempts},
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
+                retries={"mode": "standard", "total_max_attempts": 1},
+                connect_timeout=min(connect_timeout, self.storage_timeout / 2),
+                read_timeout=min(read_timeout, self.storage_timeout / 2),
                 tcp_keepalive=True,
                 s3={"addressing_style": chosen},
                 request_checksum_calculation="when_required",
@@ -313,6 +428,18 @@ class S3Storage:
             return None
         return head["ContentLength"]
 
+    def stored_encryption(self, key: str) -> StoredEncryption | None:
+        """HeadObject: the server-side encryption S3 applied to the object, or None."""
+        head = self._call(
+            "HeadObject",
+            key,
+            lambda: self._client.head_object(Bucket=self.bucket, Key=self._key(key)),
+        )
+        applied: str | None = head.get("ServerSideEncryption")  # absent: no SSE
+        if applied is None:
+            return None
+        return StoredEncryption(type=str(applied), kms_key_id=head.get("SSEKMSKeyId") or None)
+
     def delete(self, keys: list[str]) -> None:
         """DeleteObjects in batches of 1000; keys that do not exist are not an error."""
         names = [self._key(k) for k in keys]
@@ -381,11 +508,79 @@ class S3Storage:
         return self.prefix + key
 
     def _call(self, operation: str, key: str | None, fn: Callable[[], T]) -> T:
-        """Run one S3 call; every failure leaves as a typed StorageError."""
-        try:
-            return fn()
-        except (BotoCoreError, ClientError) as exc:
-            raise self._error(exc, operation, key) from exc
+        """Run one S3 call, retrying what time can fix (see the module); every failure leaves
+        as a typed StorageError."""
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                result = fn()
+            except (BotoCoreError, ClientError) as exc:
+                if not _transient(exc):
+                    raise self._error(exc, operation, key) from exc
+                delay = _backoff(attempts)
+                if not self._reached:
+                    if attempts >= self.max_attempts:
+                        raise self._error(exc, operation, key) from exc
+                    time.sleep(delay)
+                    continue
+                waited = time.monotonic() - started
+                if waited + delay > self.storage_timeout:
+                    raise StorageUnreachable(
+                        f"{operation} on {self.uri(key or '')} got no answer from "
+                        f"{self.endpoint} for {waited:.0f} s ({attempts} attempts, last: "
+                        f"{_describe(exc)}); gave up after the storage timeout of "
+                        f"{self.storage_timeout:g} s (--storage-timeout, "
+                        f"{ENV_STORAGE_TIMEOUT}); check the S3 server and the network path"
+                    ) from exc
+                time.sleep(delay)
+                continue
+            self._reached = True
+            return result
+
+    def remove_incomplete(self, keys: list[str]) -> list[str]:
+        """Abort the multipart uploads left for `keys` (directly at this location) by a write
+        that was killed before it could abort them itself; returns what was aborted.
+
+        Only uploads whose key is exactly one of `keys` below this prefix are touched: another
+        backup's (a deeper prefix) and anything else in the bucket are left alone."""
+        wanted = {self._key(k) for k in keys}
+        removed: list[str] = []
+        markers: dict[str, str] = {}
+        while True:
+            page = self._call(
+                "ListMultipartUploads",
+                None,
+                partial(
+                    self._client.list_multipart_uploads,
+                    Bucket=self.bucket,
+                    Prefix=self.prefix,
+                    **markers,  # type: ignore[arg-type]
+                ),
+            )
+            for upload in page.get("Uploads", []):
+                name, upload_id = upload.get("Key", ""), upload.get("UploadId", "")
+                if name not in wanted or not upload_id:
+                    continue
+                key = name[len(self.prefix) :]
+                self._call(
+                    "AbortMultipartUpload",
+                    key,
+                    partial(
+                        self._client.abort_multipart_upload,
+                        Bucket=self.bucket,
+                        Key=name,
+                        UploadId=upload_id,
+                    ),
+                )
+                removed.append(f"{self.uri(key)} (multipart upload {upload_id})")
+            if not page.get("IsTruncated"):
+                return removed
+            markers = {
+                "KeyMarker": page.get("NextKeyMarker", ""),
+                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
+            }
 
     def _error(self, exc: Exception, operation: str, key: str | None) -> StorageError:
         where = self.uri(key or "")
@@ -453,6 +648,15 @@ class S3Storage:
             f"on bucket '{self.bucket}'"
         )
 
+    def sse_arguments(self) -> dict[str, Any]:
+        """The server-side encryption arguments of PutObject and CreateMultipartUpload."""
+        arguments: dict[str, Any] = {}
+        if self.server_side_encryption is not None:
+            arguments["ServerSideEncryption"] = self.server_side_encryption
+        if self.sse_kms_key_id is not None:
+            arguments["SSEKMSKeyId"] = self.sse_kms_key_id
+        return arguments
+
     def _put_object(self, key: str, data: bytes | bytearray) -> None:
         checksum = _checksum(data)
         response = self._call(
@@ -464,6 +668,7 @@ class S3Storage:
                 Body=_as_body(data),
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=checksum,
+                **self.sse_arguments(),
             ),
         )
         echoed = response.get("ChecksumSHA256")
@@ -597,7 +802,10 @@ class _MultipartWriter:
                 "CreateMultipartUpload",
                 self._key,
                 lambda: self._client.create_multipart_upload(
-                    Bucket=self._storage.bucket, Key=self._name, ChecksumAlgorithm="SHA256"
+                    Bucket=self._storage.bucket,
+                    Key=self._name,
+                    ChecksumAlgorithm="SHA256",
+                    **self._storage.sse_arguments(),
                 ),
             )
             self._upload_id = created["UploadId"]

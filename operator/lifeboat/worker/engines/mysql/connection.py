@@ -44,6 +44,11 @@ _UNKNOWN_DATABASE = 1049
 _PRIVILEGE_CODES = {1142, 1143, 1227, 1370}
 _NO_SUCH_DEFINER = 1449
 _DENIED_DATABASE = re.compile(r"to database '((?:[^']|'')*)'")
+# PyMySQL's RuntimeError when the server asks for an authentication method whose client side
+# needs a package that is not installed (caching_sha2_password, MySQL 8's default: cryptography).
+_AUTH_PACKAGE_MISSING = re.compile(
+    r"'(?P<package>[\w.-]+)' package is required for (?P<methods>.+?) auth methods?"
+)
 _TOOL_ERROR = re.compile(r"ERROR (\d+) \(\w+\)")
 
 
@@ -207,6 +212,21 @@ class Connector:
             )
         except pymysql.MySQLError as exc:
             raise self.error(exc, database=database) from None
+        except RuntimeError as exc:
+            missing = _AUTH_PACKAGE_MISSING.search(str(exc))
+            if missing is None:
+                raise
+            raise self.auth_package_missing(missing["package"], missing["methods"]) from None
+
+    def auth_package_missing(self, package: str, methods: str) -> AuthenticationFailed:
+        """The server wants an authentication method this worker cannot speak: not a wrong
+        password (it was never checked), a missing Python package."""
+        return AuthenticationFailed(
+            f"{self.product} at {self.where} asks user '{self.user}' to log in with {methods} "
+            f"(caching_sha2_password is MySQL 8's default), which needs the Python package "
+            f"'{package}' beside PyMySQL, and this worker lacks it: use the Lifeboat image, "
+            f"which ships it, or pip install {package}; the password was not checked"
+        )
 
     @contextlib.contextmanager
     def session(self, database: str | None) -> Iterator[Session]:

@@ -20,6 +20,7 @@ from lifeboat.worker.engines.mysql.connection import Connector, tool_help
 from lifeboat.worker.engines.mysql.dump_stream import SqlDumpScanner
 from lifeboat.worker.errors import DatabaseRefused, DumpFailed
 from lifeboat.worker.progress import Progress
+from lifeboat.worker.streams import block_buffered, tool_name, widen_pipe
 
 _READING_TABLE = re.compile(r"-- Retrieving table structure for table (.+)\.\.\.$")
 _ERROR_CODE = re.compile(r"\((\d{4})\)$|[Ee]rror: (\d{4}):")
@@ -110,12 +111,15 @@ def run_dump(connector: Connector, progress: Progress) -> Iterator[MySQLDumpStre
         elif line.startswith("-- Sending SELECT query") and reading:
             progress.start_item(reading[0])
 
+    argv = dump_argv(connector)
     tool = ToolProcess(
-        dump_argv(connector),
+        block_buffered(argv),
         env=connector.tool_env(),
         on_line=on_stderr,
         secrets=connector.secrets(),
     )
+    tool.name = tool_name(argv)
+    widen_pipe(tool.stdout)
     try:
         yield MySQLDumpStream(tool, SqlDumpScanner(on_table_done=progress.item_done), connector)
     finally:

@@ -4,8 +4,9 @@ DEFINERs it names, and, for a restore, the stream rewritten for staging.
 The scanner works on whole lines and keeps only the unfinished last line. It relies on how
 mysqldump writes data: strings are escaped (a newline is `\\n`), binary is hex (`--hex-blob`), so
 a raw newline never occurs inside a value, and an INSERT ends with `;` at the end of a line. Rows
-of an INSERT are counted in bulk by one compiled regex (C speed); a row that does not parse stops
-the scan with an error rather than letting the manifest lie.
+of an INSERT are counted over whole runs of lines with bytes operations that run in C, never per
+byte or per row in Python (`count_rows`); a row that does not parse stops the scan with an error
+rather than letting the manifest lie.
 
 The dump is a sequence of sections, each opened by a title comment (`-- Table structure for
 table `t``, `-- Dumping data for table `t``, `-- Dumping routines for database 'd'`, ...); the
@@ -58,6 +59,53 @@ _INSERT_HEAD = re.compile(rb"INSERT INTO " + _IDENT + rb" VALUES ?")
 # backslash escapes). Possessive quantifiers keep a malformed row from backtracking for ever.
 _ROW = re.compile(rb"\((?:[^'()]++|'(?:[^'\\]++|\\.)*+')*+\)", re.DOTALL)
 _ROW_SEPARATORS = b" ,\t\r\n"
+_ALL_BUT_PARENTHESES_AND_QUOTES = bytes(b for b in range(256) if b not in b"()'")
+
+
+def _statement_end(buf: bytes, start: int, end: int) -> int:
+    """Where the INSERT that runs at `start` ends (its `;` at the end of a line), or -1.
+
+    A `;` is looked for with memchr; one inside a string (not followed by a newline) is skipped.
+    Data full of semicolons falls back to searching for the pair."""
+    stop = buf.find(b";", start, end)
+    misses = 0
+    while stop >= 0 and buf[stop + 1] != 0x0A:
+        misses += 1
+        if misses > 16:
+            return buf.find(b";\n", stop, end)
+        stop = buf.find(b";", stop + 1, end)
+    return stop
+
+
+def count_rows(values: bytes) -> int | None:
+    r"""Rows in a run of an extended INSERT's rows (`(..),(..)` or one row per line), or None
+    when the fast way cannot be sure (a string holds a parenthesis, or the text is not rows):
+    then the row regex decides, and rejects what does not parse.
+
+    Escapes go first (`\\` pairs, then `\'`), so every quote left opens or closes a string.
+    Everything but parentheses and quotes is then deleted: rows `(1,'a','b'),(2,'c','d')` leave
+    the skeleton `('''')('''')`. Dropping adjacent quote pairs from it never moves a parenthesis
+    into or out of a string (nothing lies between the two quotes), so if no quote is left, no
+    string held a parenthesis: every parenthesis delimits a row and the skeleton must be exactly
+    `()()...()`, one pair per row. Each step is one bytes operation over the whole run, in C.
+    What lies between the rows is not looked at: mysqldump writes `,` or `,\n` there, and text
+    that is not rows at all has no parentheses and is left to the regex.
+    """
+    text = values
+    if b"\\" in text:
+        text = text.replace(b"\\\\", b"").replace(b"\\'", b"")
+    skeleton = text.translate(None, _ALL_BUT_PARENTHESES_AND_QUOTES)
+    if b"'" in skeleton:
+        skeleton = skeleton.replace(b"''", b"")
+        if b"'" in skeleton:
+            return None
+    rows = len(skeleton) // 2
+    if len(skeleton) % 2 or skeleton.count(b"()") != rows:
+        return None
+    if rows == 0 and text.strip(_ROW_SEPARATORS):
+        return None  # text without a single row: let the regex say what it is
+    return rows
+
 
 _NAME = rb"(?:`(?:[^`]|``)+`|[0-9A-Za-z_$\x80-\xff]+)"
 _TRIGGER_HEAD = re.compile(
@@ -162,37 +210,45 @@ class SqlDumpScanner:
         self._inserting = False
 
     def feed(self, data: bytes) -> None:
-        end = data.rfind(b"\n") + 1
-        if end == 0:
-            self._partial.append(data)
-            return
+        start = 0
         if self._partial:
-            self._partial.append(data)
-            data = b"".join(self._partial)
-            end = data.rfind(b"\n") + 1
+            # Complete the line the last chunk cut; the rest of `data` is scanned where it is.
+            first = data.find(b"\n") + 1
+            if first == 0:
+                self._partial.append(data)
+                return
+            self._partial.append(data[:first])
+            head = b"".join(self._partial)
             self._partial = []
+            self._scan(head, 0, len(head))
+            start = first
+        end = data.rfind(b"\n", start) + 1
+        if end == 0:
+            end = start
         if end < len(data):
-            self._partial.append(data[end:])
-        self._scan(data, end)
+            self._partial.append(data[end:] if end else data)
+        if end > start:
+            self._scan(data, start, end)
 
     def close(self) -> None:
         """The stream ended: scan the last line if it had no newline; it must not cut a row."""
         if self._partial:
             rest = b"".join(self._partial) + b"\n"
             self._partial = []
-            self._scan(rest, len(rest))
+            self._scan(rest, 0, len(rest))
         if self._inserting:
             raise DumpFailed(f"the dump ends inside an INSERT into table {self._table}")
 
     # -- the scan ----------------------------------------------------------------------------------
 
-    def _scan(self, buf: bytes, end: int) -> None:
+    def _scan(self, buf: bytes, start: int, end: int) -> None:
+        """Scan the whole lines buf[start:end]."""
         out: list[bytes] = []
-        forward_from = 0
-        pos = 0
+        forward_from = start
+        pos = start
         while pos < end:
             if self._inserting:
-                stop = buf.find(b";\n", pos, end)
+                stop = _statement_end(buf, pos, end)
                 rows_end = end if stop < 0 else stop
                 self._count_rows(buf[pos:rows_end])
                 pos = end if stop < 0 else stop + 2
@@ -223,11 +279,15 @@ class SqlDumpScanner:
             pos = nl + 1
         if self._sink is not None:
             out.append(buf[forward_from:end])
-            chunk = b"".join(out)
+            chunk = out[0] if len(out) == 1 else b"".join(out)
             if chunk:
                 self._sink(chunk)
 
     def _count_rows(self, rows: bytes) -> None:
+        fast = count_rows(rows)
+        if fast is not None:
+            self.row_counts[self._table] += fast
+            return
         rest, n = _ROW.subn(b"", rows)
         if rest.translate(None, _ROW_SEPARATORS):
             raise DumpFailed(

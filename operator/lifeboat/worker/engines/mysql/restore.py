@@ -8,8 +8,10 @@
      tables (or the database the restore created): up to here the target was not touched.
   3. The swap (swap.py): one RENAME TABLE, the held-back objects created, everything journaled and
      undone on failure.
-  4. Commit: parked tables dropped, the backup's own foreign key names restored; then the rows of
-     the restored tables are counted once more for the report.
+  4. Commit: parked tables dropped, the backup's own foreign key names restored. The report
+     gives the counts step 2 proved: the staged tables it counted are the very tables the one
+     RENAME TABLE made live, so counting them again would only repeat a full scan of every
+     table (measured: about 2% of a 1 GB restore, docs/benchmarks.md).
 
 Every statement of 1-4 runs in the target database, so `ALL PRIVILEGES ON db.*` is all a restore
 needs (docs/privileges.md). One restore at a time per database: a second one would remove the
@@ -69,7 +71,7 @@ def restore(
         names = StagingNames.for_tables(new_token(), manifest.row_counts)
         try:
             staged = load(connector, database, source, progress, names)
-            verify(session, database, staged, manifest)
+            counts = verify(session, database, staged, manifest)
             current = read_catalog(session, database) if exists else Catalog()
             swap = Swap(session, database, staged, current, options, mariadb_server)
             swap.check()
@@ -83,8 +85,4 @@ def restore(
                 discard(session, database, names, created=True)
             raise
         notes += swap.commit()
-        counts = {
-            table: int(session.scalar(f"SELECT COUNT(*) FROM {quote(database)}.{quote(table)}"))
-            for table in staged.row_counts
-        }
     return RestoreResult(row_counts=counts, notes=notes)

@@ -187,8 +187,11 @@ def load(
     )
 
 
-def verify(session: Session, database: str, staged: StagedBackup, manifest: Manifest) -> None:
-    """Count rows in the staged tables; any difference with the manifest fails the restore."""
+def verify(
+    session: Session, database: str, staged: StagedBackup, manifest: Manifest
+) -> dict[str, int]:
+    """Count rows in the staged tables; any difference with the manifest fails the restore.
+    Returns the counts, by the backup's table names."""
     restored = {
         table: int(
             session.scalar(
@@ -210,6 +213,7 @@ def verify(session: Session, database: str, staged: StagedBackup, manifest: Mani
             + "; ".join(problems),
             problems,
         )
+    return restored
 
 
 def discard(session: Session, database: str, names: StagingNames, *, created: bool) -> None:

@@ -24,6 +24,7 @@ from lifeboat.worker.engines.postgres.connection import Connector, first_line
 from lifeboat.worker.engines.postgres.tools import DUMPING_TABLE, ItemTracker, tool_error
 from lifeboat.worker.errors import DumpFailed
 from lifeboat.worker.progress import Progress
+from lifeboat.worker.streams import block_buffered, tool_name, widen_pipe
 
 # pg_dump can only wait on a lock behind a DDL statement that itself waits for our snapshot
 # session's locks: a cycle the server cannot see. A bounded wait turns it into a clear failure.
@@ -155,12 +156,15 @@ def start_dump(connector: Connector, progress: Progress) -> Iterator[PostgresDum
     with connector.connect() as conn:
         snapshot, tables = open_snapshot(conn)
         items = ItemTracker(progress, DUMPING_TABLE)
+        argv = dump_argv(connector, snapshot)
         tool = ToolProcess(
-            dump_argv(connector, snapshot),
+            block_buffered(argv),
             env=connector.tool_env(),
             on_line=items.on_line,
             secrets=connector.secrets(),
         )
+        tool.name = tool_name(argv)
+        widen_pipe(tool.stdout)
         stream = PostgresDump(conn, tool, tables, items)
         try:
             yield stream

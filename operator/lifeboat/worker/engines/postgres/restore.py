@@ -24,7 +24,7 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import IO, cast
 
@@ -180,6 +180,42 @@ $lifeboat_verify$;
 """
 
 
+# pg_restore's header: comments, psql's \restrict, BEGIN and the session settings it writes
+# before the first object.
+_HEADER_LINE = re.compile(
+    rb"^(|--.*|\\restrict .*|BEGIN;|SET [^\n]*;|SELECT pg_catalog\.set_config\([^\n]*\);)$"
+)
+_SETTING_LINE = re.compile(rb"^SET ([a-z_][a-z0-9_]*) = [^;\n]*;$")
+_MAX_HEADER = 64 * 1024
+
+
+def header_length(sql: bytes | bytearray) -> int | None:
+    """How many bytes at the start of pg_restore's `sql` are its header; None while every
+    complete line so far is header (more may follow)."""
+    offset = 0
+    while (end := sql.find(b"\n", offset)) >= 0:
+        if not _HEADER_LINE.match(sql[offset:end]):
+            return offset
+        offset = end + 1
+    return None
+
+
+def without_unknown_settings(header: bytes, known: Collection[str]) -> bytes:
+    """pg_restore's header without the `SET name = ...;` lines of settings the target server
+    does not have.
+
+    pg_restore writes the session settings of its own version whatever the server: pg_restore
+    17 writes `SET transaction_timeout = 0;`, which PostgreSQL 13-16 refuse, and psql stops at
+    the error. The image has one client, the newest, to back up and restore every major; so
+    such a line goes (a timeout the server does not have cannot fire) and nothing else does."""
+    kept = [
+        line
+        for line in header.split(b"\n")
+        if not ((found := _SETTING_LINE.match(line)) and found.group(1).decode() not in known)
+    ]
+    return b"\n".join(kept)
+
+
 def sql_string(text: str) -> str:
     """An escape-string literal: safe whatever standard_conforming_strings says."""
     return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
@@ -202,31 +238,57 @@ class SqlRelay(threading.Thread):
     """
 
     def __init__(
-        self, source: IO[bytes], sink: IO[bytes], preamble: bytes, on_failure: Callable[[], None]
+        self,
+        source: IO[bytes],
+        sink: IO[bytes],
+        preamble: bytes,
+        on_failure: Callable[[], None],
+        *,
+        known_settings: Collection[str] | None = None,
     ) -> None:
         super().__init__(name="pg-restore-relay", daemon=True)
         self._source = cast(io.BufferedReader, source)
         self._sink = sink
         self._preamble = preamble
         self._on_failure = on_failure
+        self._known_settings = known_settings
         self.tail = b""
         self.failed: OSError | None = None
 
     def run(self) -> None:
         pending = bytearray()
+        header_done = self._known_settings is None
         try:
             self._sink.write(self._preamble)
             while chunk := self._source.read1(CHUNK_SIZE):
                 pending += chunk
+                if not header_done:
+                    header_done = self._filter_header(pending, final=False)
+                    if not header_done:
+                        continue
                 if len(pending) > 2 * _HOLD_BACK:
                     cut = len(pending) - _HOLD_BACK
                     self._sink.write(pending[:cut])
                     del pending[:cut]
+            if not header_done:
+                self._filter_header(pending, final=True)
             self._sink.flush()
             self.tail = bytes(pending)
         except (OSError, ValueError) as exc:  # psql went away: a broken pipe, a closed file
             self.failed = exc if isinstance(exc, OSError) else OSError(str(exc))
             self._on_failure()
+
+    def _filter_header(self, pending: bytearray, *, final: bool) -> bool:
+        """Drop unknown settings from the header once it is complete in `pending` (or the
+        stream ended, or it is implausibly long); False while it may still grow."""
+        assert self._known_settings is not None
+        length = header_length(pending)
+        if length is None:
+            if not final and len(pending) < _MAX_HEADER:
+                return False
+            length = pending.rfind(b"\n") + 1
+        pending[:length] = without_unknown_settings(bytes(pending[:length]), self._known_settings)
+        return True
 
 
 def split_final_commit(tail: bytes) -> bytes:
@@ -372,7 +434,13 @@ class SingleTransactionRestore:
         committed = False
         try:
             restorer = ToolProcess(restore_argv, stdin=subprocess.PIPE, on_line=items.on_line)
-            relay = SqlRelay(restorer.stdout, psql.stdin, preamble, restorer.kill)
+            relay = SqlRelay(
+                restorer.stdout,
+                psql.stdin,
+                preamble,
+                restorer.kill,
+                known_settings=self._server_settings(),
+            )
             relay.start()
             fed_all = feed(restorer.stdin, source)
             if fed_all:
@@ -406,6 +474,12 @@ class SingleTransactionRestore:
                 psql.kill()  # first: without our COMMIT the server rolls everything back
                 if restorer is not None:
                     restorer.kill()
+
+    def _server_settings(self) -> frozenset[str]:
+        """The names of the target server's settings (what a SET may name there)."""
+        with self._connector.connect() as conn:
+            rows = conn.execute("SELECT name FROM pg_catalog.pg_settings").fetchall()
+        return frozenset(str(row[0]) for row in rows)
 
     def start_psql(self) -> ToolProcess:
         """psql reading SQL on stdin, stopping at the first error.
