@@ -234,6 +234,55 @@ def _readiness_url(argv: list[str]) -> str | None:
     return f"http://127.0.0.1:{free_port()}/readyz"
 
 
+SERVER_MAIN = """\
+import sys, pathlib
+sys.path.insert(0, sys.argv[1])
+from tests.support.kube.server import KubeServer
+server = KubeServer(crd_paths=[pathlib.Path(sys.argv[1]) / "crds"]).start()
+print(server.url, server.kubeconfig, flush=True)
+sys.stdin.read()  # until the benchmark closes our stdin
+server.stop()
+"""
+
+
+class _ServerProcess:
+    """tests/support/kube's API server, run in a Python process of its own."""
+
+    def __init__(self, tmp: Path) -> None:
+        self._tmp = tmp
+        self.url = ""
+        self.kubeconfig = Path()
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> _ServerProcess:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", SERVER_MAIN, str(REPO)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=(self._tmp / "kube-server.log").open("w"),
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline().split()
+        if len(line) != 2:
+            self.__exit__()
+            raise RuntimeError(f"the test API server did not start: {self._tmp}/kube-server.log")
+        self.url, self.kubeconfig = line[0], Path(line[1])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is None:
+            return
+        with contextlib.suppress(OSError):
+            assert self._process.stdin is not None
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
 def _wait_ready(url: str, operator: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and operator.poll() is None:
@@ -250,7 +299,6 @@ def measure_operator(count: int, work_seconds: float) -> OperatorReport:
     sys.path.insert(0, str(REPO))
     import kubernetes
     from tests.support.kube.jobs import Image, JobRunner
-    from tests.support.kube.server import KubeServer
 
     report = OperatorReport(backups=count, work_seconds=work_seconds)
     progress, final, artifact = _status_bodies()
@@ -259,7 +307,10 @@ def measure_operator(count: int, work_seconds: float) -> OperatorReport:
     with contextlib.ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="lifeboat-operator-bench-"))
         stack.callback(lambda: subprocess.run(["rm", "-rf", str(tmp)], check=False))
-        server = stack.enter_context(KubeServer(crd_paths=[REPO / "crds"]))
+        # The API server in a process of its own: in the benchmark's process it would share
+        # one interpreter (and its GIL) with the Job runner and the watch, and on two CPUs that
+        # process, not the operator, would set the pace.
+        server = stack.enter_context(_ServerProcess(tmp))
         token = "lifeboat-test-token"
         stand_in = tmp / "stand-in.py"
         stand_in.write_text(f"#!{sys.executable} -SI\n" + STAND_IN)
@@ -284,7 +335,6 @@ def measure_operator(count: int, work_seconds: float) -> OperatorReport:
             server.url,
             token=token,
             images={IMAGE: Image(executables={"lifeboat": str(stand_in)})},
-            pod_logs=server.pod_logs,
             extra_env={"LIFEBOAT_BENCH_STANDIN": str(config)},
             volumes={"app-data": tmp / "app-data", "backups": tmp / "backups"},
         )
