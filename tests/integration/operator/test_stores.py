@@ -434,7 +434,9 @@ def test_a_check_whose_pod_cannot_start_fails_with_kubernetes_reason(
 
     status = wait_ready(cluster, "backups", "False")
 
-    assert status["reason"] == "ImagePullBackOff", status
+    # The kubelet reports ErrImagePull, then ImagePullBackOff between retries: which one the
+    # check sees first is timing (test_failures.py accepts the same two for Backups).
+    assert status["reason"] in ("ErrImagePull", "ImagePullBackOff"), status
     assert "cannot start" in status["message"]
     cluster.wait_for(lambda: cluster.jobs() == [])  # deleted: it must not start later
 
