@@ -190,15 +190,14 @@ def postgres_scenario(
     scenario.tasks[LIMIT_BACKUP] = Task(
         LIMIT_BACKUP, "limit: pg_dump -Fc -Z0 > /dev/null", [dump], env
     )
-    if s3 is not None and aws is not None and shutil.which("pigz"):
-        key = f"peer-{dbname}/dump.pgc.gz"
-        scenario.tasks[PEER] = Task(
-            PEER,
+    if shutil.which("pigz"):
+        _peer_task(
+            scenario,
             "peer (Zalando): pg_dump -Fc -Z0 | pigz | aws s3 cp -",
-            [dump, ["pigz"], _peer_upload(aws, s3, key)],
-            {**env, **s3.env},
-            collect=lambda: {"artifact_bytes": s3.object_size(BUCKET, key)},
-            cleanup=lambda: _s3_clear(s3, f"peer-{dbname}"),
+            dump,
+            "pigz",
+            env,
+            key=f"peer-{dbname}/dump.pgc.gz",
         )
     else:
         scenario.notes.append("peer skipped: it needs pigz, awscli and the S3 server")
@@ -260,18 +259,14 @@ def mariadb_scenario(
     scenario.tasks[LIMIT_BACKUP] = Task(
         LIMIT_BACKUP, "limit: mariadb-dump --single-transaction --quick > /dev/null", [dump], env
     )
-    if s3 is not None and aws is not None:
-        key = f"peer-{dbname}/dump.sql.gz"
-        scenario.tasks[PEER] = Task(
-            PEER,
-            "peer: mariadb-dump --single-transaction --quick | gzip | aws s3 cp -",
-            [dump, ["gzip"], _peer_upload(aws, s3, key)],
-            {**env, **s3.env},
-            collect=lambda: {"artifact_bytes": s3.object_size(BUCKET, key)},
-            cleanup=lambda: _s3_clear(s3, f"peer-{dbname}"),
-        )
-    else:
-        scenario.notes.append("peer skipped: it needs awscli and the S3 server")
+    _peer_task(
+        scenario,
+        "peer: mariadb-dump --single-transaction --quick | gzip | aws s3 cp -",
+        dump,
+        "gzip",
+        env,
+        key=f"peer-{dbname}/dump.sql.gz",
+    )
     restore_file = workdir / f"{dbname}.sql"
     limit_target = f"{dbname}_limit_restore"
     scenario.tasks[LIMIT_RESTORE] = Task(
@@ -295,6 +290,30 @@ def mariadb_scenario(
 
     scenario.setup = lambda: _write_dump(dump, env, restore_file)
     return scenario
+
+
+def _peer_task(
+    scenario: Scenario,
+    title: str,
+    dump: list[str],
+    compressor: str,
+    env: dict[str, str],
+    *,
+    key: str,
+) -> None:
+    """What the peers do: the dump tool piped through a compressor into `aws s3 cp -`."""
+    s3, aws = scenario.s3, scenario.aws
+    if s3 is None or aws is None:
+        scenario.notes.append("peer skipped: it needs awscli and the S3 server")
+        return
+    scenario.tasks[PEER] = Task(
+        PEER,
+        title,
+        [dump, [compressor], _peer_upload(aws, s3, key)],
+        {**env, **s3.env},
+        collect=lambda: {"artifact_bytes": s3.object_size(BUCKET, key)},
+        cleanup=lambda: _s3_clear(s3, key.split("/")[0]),
+    )
 
 
 def _write_dump(dump: list[str], env: dict[str, str], path: Path) -> None:

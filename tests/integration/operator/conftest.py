@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -224,6 +225,31 @@ def test_config(kubeconfig: Path, **changes: Any) -> OperatorConfig:
     }
     base.update(changes)
     return OperatorConfig(**base)
+
+
+def operator_command(
+    cluster: Cluster, *options: str, debug: bool = False, json_logs: bool = False
+) -> list[str]:
+    """`lifeboat operator` as the chart runs it, as a process against this cluster.
+
+    For scenarios that need a real process: its logs, its exit code, SIGKILL."""
+    return [
+        sys.executable,
+        "-m",
+        "lifeboat",
+        *(["--debug"] if debug else []),
+        "operator",
+        *(["--log-format", "json"] if json_logs else []),
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--namespace",
+        cluster.namespace,
+        "--worker-image",
+        TEST_IMAGE,
+        "--resync-seconds",
+        "1",
+        *options,
+    ]
 
 
 class OperatorControl:

@@ -13,11 +13,10 @@ import base64
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from tests.integration.operator.conftest import TEST_IMAGE, Cluster
+from tests.integration.operator.conftest import Cluster, operator_command
 from tests.integration.operator.test_backup_restore import postgres_backup_spec, secrets_for
 from tests.support import postgres as pg
 
@@ -44,23 +43,7 @@ def test_json_logs_have_one_line_per_transition_and_no_secret_at_debug_level(
     log_file = tmp_path / "operator.log"
     with log_file.open("w") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lifeboat",
-                "--debug",
-                "operator",
-                "--log-format",
-                "json",
-                "--kubeconfig",
-                str(cluster.kubeconfig),
-                "--namespace",
-                cluster.namespace,
-                "--worker-image",
-                TEST_IMAGE,
-                "--resync-seconds",
-                "1",
-            ],
+            operator_command(cluster, debug=True, json_logs=True),
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -6,27 +6,14 @@ import signal
 import subprocess
 import sys
 
-from tests.integration.operator.conftest import TEST_IMAGE, Cluster, SqliteShop
+from tests.integration.operator.conftest import TEST_IMAGE, Cluster, SqliteShop, operator_command
 
 
 def test_lifeboat_operator_command_reconciles_and_stops_cleanly(
     cluster: Cluster, sqlite_shop: SqliteShop
 ) -> None:
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lifeboat",
-            "operator",
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "--namespace",
-            cluster.namespace,
-            "--worker-image",
-            TEST_IMAGE,
-            "--resync-seconds",
-            "1",
-        ],
+        operator_command(cluster),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -27,12 +27,11 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.integration.operator.conftest import TEST_IMAGE, Cluster
+from tests.integration.operator.conftest import Cluster, operator_command
 from tests.integration.operator.test_backup_restore import postgres_backup_spec
 from tests.integration.operator.test_metrics import free_port
 from tests.support import postgres as pg
@@ -128,25 +127,13 @@ def test_no_secret_reaches_status_events_logs_jobs_metrics_or_storage(
     log_file = tmp_path / "operator.log"
     with log_file.open("w") as out:
         operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lifeboat",
-                "--debug",
-                "operator",
-                "--log-format",
-                "json",
-                "--kubeconfig",
-                str(cluster.kubeconfig),
-                "--namespace",
-                cluster.namespace,
-                "--worker-image",
-                TEST_IMAGE,
-                "--resync-seconds",
-                "1",
+            operator_command(
+                cluster,
                 "--metrics-address",
                 f"127.0.0.1:{metrics_port}",
-            ],
+                debug=True,
+                json_logs=True,
+            ),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
