@@ -5,5 +5,7 @@ pytest_plugins = [
     "tests.support.s3_outage",
     "tests.support.postgres",
     "tests.support.mariadb",
+    "tests.support.restartable_servers",
+    "tests.support.tls_servers",
     "tests.support.kube.fixtures",
 ]

@@ -67,6 +67,24 @@ ENV_STORAGE_TIMEOUT: Final = "LIFEBOAT_STORAGE_TIMEOUT"
 """Seconds the worker keeps retrying S3 once it has answered (an outage mid-upload or
 mid-download), with backoff, before it fails with StorageUnreachable (`--storage-timeout`)."""
 DEFAULT_STORAGE_TIMEOUT: Final = 120.0
+MIN_STORAGE_TIMEOUT: Final = 10
+MAX_STORAGE_TIMEOUT: Final = 3600
+"""Bounds of a Backup's or Restore's s3.timeoutSeconds (the Job's ENV_STORAGE_TIMEOUT)."""
+ENV_S3_CA_BUNDLE: Final = "LIFEBOAT_S3_CA_BUNDLE"
+"""A PEM file of the CA certificates that sign an https S3 endpoint's certificate (a private
+CA), instead of the system's (`--storage-ca-bundle`, `ca-bundle=` in BACKUP_URL)."""
+ENV_DB_TLS_MODE: Final = "LIFEBOAT_DB_TLS_MODE"
+"""TLS to the database: disable, require, verify-ca or verify-full (libpq's sslmode names).
+Unset: the engine's default. A DATABASE_URL's sslmode/ssl-mode parameter wins over it."""
+ENV_DB_TLS_CA_FILE: Final = "LIFEBOAT_DB_TLS_CA_FILE"
+"""A PEM file of the CA certificates that sign the database server's certificate."""
+ENV_DB_TLS_CERT_FILE: Final = "LIFEBOAT_DB_TLS_CERT_FILE"
+"""A PEM client certificate for servers that authenticate clients by certificate."""
+ENV_DB_TLS_KEY_FILE: Final = "LIFEBOAT_DB_TLS_KEY_FILE"
+"""The client certificate's private key (a file path: the key itself never travels in env)."""
+DB_TLS_MODES: Final = ("disable", "require", "verify-ca", "verify-full")
+"""The worker's TLS modes, weakest first. Every mode but disable refuses to log in (to send a
+password) over a connection that is not encrypted."""
 ENV_ENCRYPTION_KEY: Final = "LIFEBOAT_ENCRYPTION_KEY"
 """The client-side encryption key, 32 random bytes in base64. In a Job it comes from a Secret
 (`valueFrom.secretKeyRef`), never as a literal."""

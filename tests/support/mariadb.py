@@ -277,7 +277,7 @@ def quote(identifier: str) -> str:
     return "`" + identifier.replace("`", "``") + "`"
 
 
-def _start_server(base: Path) -> MariaDBServer:
+def _start_server(base: Path, extra_args: Sequence[str] = ()) -> MariaDBServer:
     install_db = _binary("mariadb-install-db")
     mariadbd = _binary("mariadbd")
     missing = [
@@ -333,6 +333,7 @@ def _start_server(base: Path) -> MariaDBServer:
             "--innodb-doublewrite=0",
             "--max-allowed-packet=64M",
             *as_root,
+            *extra_args,  # e.g. --ssl-cert (tests/support/tls_servers.py)
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -384,7 +384,7 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return argv
 
 
-def _start_cluster(bin_dir: Path) -> tuple[PostgresServer, Path]:
+def _start_cluster(bin_dir: Path, extra_config: str = "") -> tuple[PostgresServer, Path]:
     root = Path(tempfile.mkdtemp(prefix="lifeboat-pg-"))
     data_dir, socket_dir = root / "data", root / "sock"
     socket_dir.mkdir()
@@ -429,6 +429,7 @@ def _start_cluster(bin_dir: Path) -> tuple[PostgresServer, Path]:
             "full_page_writes = off\n"
             "log_min_messages = warning\n"
         )
+        conf.write(extra_config)  # e.g. ssl = on (tests/support/tls_servers.py)
     if E2E_SETTINGS.enabled:  # a real cluster's Pods connect from outside the loopback
         with (data_dir / "pg_hba.conf").open("a") as hba:
             hba.write("host all all 0.0.0.0/0 scram-sha-256\n")
@@ -474,9 +475,11 @@ def _start_cluster(bin_dir: Path) -> tuple[PostgresServer, Path]:
     return server, root
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A throwaway PostgreSQL cluster for the whole session; stopped and deleted at the end."""
+@contextlib.contextmanager
+def own_cluster(extra_config: str = "") -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster (initdb, started): stopped and deleted at the end.
+
+    Skips the test when the server binaries or the client tools are missing."""
     bin_dir = _find_bin_dir()
     if bin_dir is None or not (bin_dir / "initdb").exists() or not (bin_dir / "pg_ctl").exists():
         pytest.skip(
@@ -485,7 +488,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         )
     if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
         pytest.skip("pg_dump/pg_restore/psql are not on PATH (apt-get install postgresql-client)")
-    server, root = _start_cluster(bin_dir)
+    server, root = _start_cluster(bin_dir, extra_config)
     try:
         yield server
     finally:
@@ -498,6 +501,13 @@ def postgres_server() -> Iterator[PostgresServer]:
             check=False,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster for the whole session; stopped and deleted at the end."""
+    with own_cluster() as server:
+        yield server
 
 
 PgRoleFactory = Callable[..., PgRole]

@@ -179,6 +179,18 @@ class SecretKeyRef(SpecModel):
     """Key inside the Secret whose value is the password. Default: password."""
 
 
+class CaBundleRef(SpecModel):
+    """A key in a Secret or a ConfigMap, in the same namespace as this object, whose value is a
+    PEM bundle of CA certificates (one or more -----BEGIN CERTIFICATE----- blocks)."""
+
+    name: ObjectName
+    """Name of the Secret or ConfigMap, in the same namespace as this object."""
+
+    key: SecretKey = "ca.crt"
+    """Key inside it whose value is the PEM bundle. Default: ca.crt (what cert-manager and
+    kube-root-ca.crt use)."""
+
+
 class ObjectMeta(StatusModel):
     """The parts of metadata Lifeboat reads; everything else is ignored."""
 

@@ -10,6 +10,7 @@ from typing import Annotated, Final, Self
 from pydantic import ConfigDict, Field, model_validator
 
 from lifeboat.api.common import (
+    CaBundleRef,
     CelRule,
     Matches,
     ObjectName,
@@ -20,7 +21,7 @@ from lifeboat.api.common import (
     cel,
     invalid,
 )
-from lifeboat.contract import SSE_KMS, SSE_S3
+from lifeboat.contract import MAX_STORAGE_TIMEOUT, MIN_STORAGE_TIMEOUT, SSE_KMS, SSE_S3
 
 
 class Compression(StrEnum):
@@ -138,8 +139,28 @@ S3_PREFIX_PATTERN: Final = rf"^(?:{_KEY_SEGMENT}(?:/{_KEY_SEGMENT}?)*)?$"
 '..' segment anywhere."""
 
 
+S3_RULES: Final = (
+    CelRule(
+        rule="!(has(self.caSecretRef) && has(self.caConfigMapRef))",
+        message="set at most one of caSecretRef and caConfigMapRef: the CA bundle comes from one",
+    ),
+    CelRule(
+        rule=(
+            "!(has(self.caSecretRef) || has(self.caConfigMapRef)) || !has(self.endpoint)"
+            " || self.endpoint.startsWith('https://')"
+        ),
+        message=(
+            "caSecretRef and caConfigMapRef verify an https endpoint: change endpoint to "
+            "https://..., or remove the CA reference"
+        ),
+    ),
+)
+
+
 class S3Storage(SpecModel):
     """An S3-compatible bucket: AWS S3, MinIO, Ceph RGW, Cloudflare R2, GCS in S3 mode."""
+
+    model_config = ConfigDict(json_schema_extra=cel(*S3_RULES))
 
     bucket: Annotated[
         str,
@@ -194,6 +215,32 @@ class S3Storage(SpecModel):
     (SSE-KMS, optionally with kmsKeyId). Unset: none is asked for, and the bucket's default
     encryption applies. It protects the disks S3 writes to, not against someone who can read
     the bucket: for that, use encryption (client-side)."""
+
+    ca_secret_ref: CaBundleRef | None = None
+    """Secret key holding the PEM CA bundle that signed an https endpoint's certificate (a
+    private CA, as MinIO or Ceph often use). Mounted read-only into the Job, which then trusts
+    only these CAs for the endpoint. Unset: the image's public CAs."""
+
+    ca_config_map_ref: CaBundleRef | None = None
+    """ConfigMap key holding the PEM CA bundle for an https endpoint (CA certificates are
+    public). Same use as caSecretRef; set at most one."""
+
+    timeout_seconds: (
+        Annotated[int, Field(ge=MIN_STORAGE_TIMEOUT, le=MAX_STORAGE_TIMEOUT)] | None
+    ) = None
+    """How long, in seconds, the Job keeps retrying the bucket through an outage (once it has
+    answered), with backoff, before it fails with StorageUnreachable. Unset: 120. Raise it
+    where the storage has long hiccups; the Job's activeDeadlineSeconds still bounds the
+    whole run."""
+
+    @model_validator(mode="after")
+    def _ca_for_https(self) -> Self:
+        has_ca = self.ca_secret_ref is not None or self.ca_config_map_ref is not None
+        if self.ca_secret_ref is not None and self.ca_config_map_ref is not None:
+            raise invalid("s3_ca", S3_RULES[0].message)
+        if has_ca and self.endpoint is not None and not self.endpoint.startswith("https://"):
+            raise invalid("s3_ca", S3_RULES[1].message)
+        return self
 
     @property
     def key_prefix(self) -> str:

@@ -98,6 +98,7 @@ def drill_database(source: DatabaseSpec, target: DrillTarget | None, drill: str)
         name=drill_database_name(source_label(source), drill),
         user=user,
         password_secret_ref=password,
+        tls=source.tls if same_server else None,
     )
 
 

@@ -30,6 +30,7 @@ from lifeboat.api import (
     STORE_KIND,
     Backup,
     BackupStore,
+    CaBundleRef,
     DatabaseSpec,
     EncryptionSpec,
     Engine,
@@ -51,18 +52,33 @@ from lifeboat.contract import (
     ENV_AWS_REGION,
     ENV_AWS_SECRET_ACCESS_KEY,
     ENV_DB_PASSWORD,
+    ENV_DB_TLS_CA_FILE,
+    ENV_DB_TLS_CERT_FILE,
+    ENV_DB_TLS_KEY_FILE,
+    ENV_DB_TLS_MODE,
     ENV_ENCRYPTION_KEY,
     ENV_ENCRYPTION_KEY_SOURCE,
     ENV_S3_ADDRESSING_STYLE,
+    ENV_S3_CA_BUNDLE,
     ENV_S3_SSE,
     ENV_S3_SSE_KMS_KEY_ID,
     ENV_STATUS_TARGET,
+    ENV_STORAGE_TIMEOUT,
     NON_RETRIABLE_EXIT_CODES,
     Object,
 )
 
 DATABASE_MOUNT = "/var/lib/lifeboat/database"
 BACKUPS_MOUNT = "/var/lib/lifeboat/backups"
+DATABASE_CA_MOUNT = "/var/run/lifeboat/database-tls/ca"
+DATABASE_CLIENT_CERT_MOUNT = "/var/run/lifeboat/database-tls/client"
+STORAGE_CA_MOUNT = "/var/run/lifeboat/storage-tls/ca"
+CA_FILE = "ca.crt"
+PUBLIC_FILE_MODE: Final = 0o444
+"""CA bundles are public: any user in the Pod may read them."""
+PRIVATE_FILE_MODE: Final = 0o440
+"""A client key: owner root, group the Pod's fsGroup (the worker's group), nobody else. libpq
+accepts a key owned by root only up to 0640."""
 CONTAINER_NAME = "worker"
 PROGRESS_INTERVAL_SECONDS: Final = 10
 """How often a Job's worker logs a progress line (plus one per stage and the last): enough to
@@ -147,6 +163,75 @@ def database_label(database: DatabaseSpec) -> str:
     return database.name or ""
 
 
+def _ca_bundle_mounts(
+    volume: str,
+    mount_path: str,
+    env_name: str,
+    secret: CaBundleRef | None,
+    config_map: CaBundleRef | None,
+) -> _Mounts:
+    """A CA bundle from a Secret or a ConfigMap key, mounted read-only as `mount_path`/ca.crt,
+    its path (never its content) in `env_name`."""
+    ref = secret or config_map
+    if ref is None:
+        return _Mounts()
+    items = [{"key": ref.key, "path": CA_FILE}]
+    source: Object = (
+        {"secret": {"secretName": ref.name, "items": items, "defaultMode": PUBLIC_FILE_MODE}}
+        if secret is not None
+        else {"configMap": {"name": ref.name, "items": items, "defaultMode": PUBLIC_FILE_MODE}}
+    )
+    return _Mounts(
+        env=[{"name": env_name, "value": f"{mount_path}/{CA_FILE}"}],
+        volumes=[{"name": volume, **source}],
+        mounts=[{"name": volume, "mountPath": mount_path, "readOnly": True}],
+    )
+
+
+def _database_tls_mounts(database: DatabaseSpec) -> _Mounts:
+    """TLS to the database: the mode, the CA bundle and the client certificate as files; the
+    worker gets their paths (LIFEBOAT_DB_TLS_*), the key stays in its read-only volume."""
+    tls = database.tls
+    if tls is None:
+        return _Mounts()
+    mounts = _Mounts(env=[{"name": ENV_DB_TLS_MODE, "value": tls.mode.worker_mode}])
+    mounts += _ca_bundle_mounts(
+        "database-tls-ca",
+        DATABASE_CA_MOUNT,
+        ENV_DB_TLS_CA_FILE,
+        tls.ca_secret_ref,
+        tls.ca_config_map_ref,
+    )
+    if tls.client_cert_secret_ref is not None:
+        mounts += _Mounts(
+            env=[
+                {"name": ENV_DB_TLS_CERT_FILE, "value": f"{DATABASE_CLIENT_CERT_MOUNT}/tls.crt"},
+                {"name": ENV_DB_TLS_KEY_FILE, "value": f"{DATABASE_CLIENT_CERT_MOUNT}/tls.key"},
+            ],
+            volumes=[
+                {
+                    "name": "database-tls-client",
+                    "secret": {
+                        "secretName": tls.client_cert_secret_ref.name,
+                        "items": [
+                            {"key": "tls.crt", "path": "tls.crt"},
+                            {"key": "tls.key", "path": "tls.key"},
+                        ],
+                        "defaultMode": PRIVATE_FILE_MODE,
+                    },
+                }
+            ],
+            mounts=[
+                {
+                    "name": "database-tls-client",
+                    "mountPath": DATABASE_CLIENT_CERT_MOUNT,
+                    "readOnly": True,
+                }
+            ],
+        )
+    return mounts
+
+
 def _database_mounts(database: DatabaseSpec) -> _Mounts:
     if database.engine is Engine.SQLITE:
         return _Mounts(
@@ -162,7 +247,7 @@ def _database_mounts(database: DatabaseSpec) -> _Mounts:
     if database.password_secret_ref is not None:
         ref = database.password_secret_ref
         env.append(_secret_env(ENV_DB_PASSWORD, ref.name, ref.key))
-    return _Mounts(env=env)
+    return _Mounts(env=env) + _database_tls_mounts(database)
 
 
 def storage_url(storage: StorageBackend, location: str) -> str:
@@ -206,7 +291,15 @@ def _storage_mounts(storage: StorageBackend) -> _Mounts:
             env.append({"name": ENV_S3_SSE, "value": sse.type.value})
             if sse.kms_key_id:
                 env.append({"name": ENV_S3_SSE_KMS_KEY_ID, "value": sse.kms_key_id})
-        return _Mounts(env=env)
+        if s3.timeout_seconds is not None:
+            env.append({"name": ENV_STORAGE_TIMEOUT, "value": str(s3.timeout_seconds)})
+        return _Mounts(env=env) + _ca_bundle_mounts(
+            "storage-tls-ca",
+            STORAGE_CA_MOUNT,
+            ENV_S3_CA_BUNDLE,
+            s3.ca_secret_ref,
+            s3.ca_config_map_ref,
+        )
     assert storage.volume is not None
     return _Mounts(
         volumes=[

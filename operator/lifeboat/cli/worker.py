@@ -15,6 +15,7 @@ from lifeboat.contract import (
     ENV_ENCRYPTION_KEY,
     ENV_ENCRYPTION_KEY_FILE,
     ENV_ENCRYPTION_KEY_SOURCE,
+    ENV_S3_CA_BUNDLE,
     ENV_STORAGE_TIMEOUT,
     format_bytes,
 )
@@ -181,6 +182,12 @@ def _add_storage_timeout_option(parser: argparse.ArgumentParser) -> None:
         f"mid-way (default: ${ENV_STORAGE_TIMEOUT}, else {DEFAULT_STORAGE_TIMEOUT:g}); past it "
         "the command fails with StorageUnreachable",
     )
+    parser.add_argument(
+        "--storage-ca-bundle",
+        metavar="PATH",
+        help="S3 over https with a private CA: a PEM file of the CA certificates to trust for "
+        f"the endpoint (default: ${ENV_S3_CA_BUNDLE}, else the system's CAs)",
+    )
 
 
 def _add_key_option(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -200,7 +207,11 @@ def encryption_key(args: argparse.Namespace) -> EncryptionKey | None:
 def _backup(args: argparse.Namespace) -> int:
     key = encryption_key(args)
     database = parse_database_url(args.database_url)
-    storage = open_storage(args.backup_url, storage_timeout=args.storage_timeout)
+    storage = open_storage(
+        args.backup_url,
+        storage_timeout=args.storage_timeout,
+        ca_bundle=args.storage_ca_bundle,
+    )
     engine = open_engine(database)
     writer = status_writer(args)
     progress = make_progress(args, "backup", f"backup {database.redacted()}", writer)
@@ -256,7 +267,11 @@ def _backup(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     key = encryption_key(args)
     database = parse_database_url(args.database_url)
-    storage = open_storage(args.backup_url, storage_timeout=args.storage_timeout)
+    storage = open_storage(
+        args.backup_url,
+        storage_timeout=args.storage_timeout,
+        ca_bundle=args.storage_ca_bundle,
+    )
     engine = open_engine(database)
     writer = status_writer(args)
     progress = make_progress(args, "restore", f"restore {database.redacted()}", writer)
@@ -302,6 +317,10 @@ def _restore(args: argparse.Namespace) -> int:
         "rows": report.rows_verified,
         "sha256": report.manifest.artifact.sha256,
     }
+    for note in report.notes:
+        print(f"lifeboat: note: {note}", file=sys.stderr)
+    if report.notes:
+        summary["notes"] = list(report.notes)
     _print_summary(
         args,
         summary,

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from lifeboat.contract import DEFAULT_PORTS, ENV_DB_PASSWORD, ENV_DB_PASSWORD_FILE
+from lifeboat.contract import (
+    DB_TLS_MODES,
+    DEFAULT_PORTS,
+    ENV_DB_PASSWORD,
+    ENV_DB_PASSWORD_FILE,
+    ENV_DB_TLS_CA_FILE,
+    ENV_DB_TLS_CERT_FILE,
+    ENV_DB_TLS_KEY_FILE,
+    ENV_DB_TLS_MODE,
+)
 from lifeboat.worker.errors import UsageError
 
 ENGINE_SCHEMES = {
@@ -23,6 +32,127 @@ ENGINE_SCHEMES = {
     "mariadb": "mariadb",
     "sqlite": "sqlite",
 }
+
+
+# URL parameters naming a TLS setting, as libpq and the MySQL/MariaDB clients spell them: either
+# family is accepted for either engine.
+_TLS_PARAMETERS = {
+    "sslmode": "mode",
+    "ssl-mode": "mode",
+    "ssl_mode": "mode",
+    "sslrootcert": "ca",
+    "ssl-ca": "ca",
+    "ssl_ca": "ca",
+    "sslcert": "cert",
+    "ssl-cert": "cert",
+    "ssl_cert": "cert",
+    "sslkey": "key",
+    "ssl-key": "key",
+    "ssl_key": "key",
+}
+# MySQL's --ssl-mode names, and libpq's `prefer`/`allow` (which would let a password go out in
+# clear text: refused).
+_MODE_ALIASES = {
+    "disabled": "disable",
+    "required": "require",
+    "verify_ca": "verify-ca",
+    "verify_identity": "verify-full",
+}
+_SOURCES = {
+    "mode": f"sslmode= ({ENV_DB_TLS_MODE})",
+    "ca": f"sslrootcert= / ssl-ca= ({ENV_DB_TLS_CA_FILE})",
+    "cert": f"sslcert= / ssl-cert= ({ENV_DB_TLS_CERT_FILE})",
+    "key": f"sslkey= / ssl-key= ({ENV_DB_TLS_KEY_FILE})",
+}
+
+
+@dataclass(frozen=True)
+class DatabaseTls:
+    """TLS to the database server. `mode` None: the engine's own default (libpq: prefer; the
+    MySQL driver: TLS when offered). Every other mode but disable refuses to log in over a
+    connection that is not encrypted, so a password never goes out in clear text."""
+
+    mode: str | None = None
+    """disable, require, verify-ca (the CA signed the certificate) or verify-full (and the
+    certificate names the host)."""
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.mode in ("require", "verify-ca", "verify-full")
+
+    @property
+    def verify(self) -> bool:
+        return self.mode in ("verify-ca", "verify-full")
+
+    def describe(self) -> str:
+        """For error messages: the mode and the CA file, never a key."""
+        ca = f" with CA {self.ca_file}" if self.ca_file else ""
+        return f"TLS mode {self.mode}{ca}"
+
+
+def parse_tls(
+    options: Mapping[str, str], env: Mapping[str, str]
+) -> tuple[DatabaseTls, dict[str, str]]:
+    """The TLS settings from the URL's parameters (which win) and the environment, and the
+    remaining parameters. Errors name the parameter or variable to fix."""
+    found: dict[str, str] = {}
+    rest: dict[str, str] = {}
+    for name, value in options.items():
+        setting = _TLS_PARAMETERS.get(name.lower())
+        if setting is None:
+            rest[name] = value
+        else:
+            found[setting] = value
+    for setting, variable in (
+        ("mode", ENV_DB_TLS_MODE),
+        ("ca", ENV_DB_TLS_CA_FILE),
+        ("cert", ENV_DB_TLS_CERT_FILE),
+        ("key", ENV_DB_TLS_KEY_FILE),
+    ):
+        if setting not in found and env.get(variable):
+            found[setting] = env[variable]
+    mode = found.get("mode")
+    if mode is not None:
+        mode = _MODE_ALIASES.get(mode.lower(), mode.lower())
+        if mode not in DB_TLS_MODES:
+            raise UsageError(
+                f"DATABASE_URL: {_SOURCES['mode']} {found['mode']!r} is not a TLS mode; use "
+                f"{', '.join(DB_TLS_MODES)} (prefer and allow could send the password unencrypted)"
+            )
+    files: dict[str, Path] = {}
+    for setting in ("ca", "cert", "key"):
+        if found.get(setting):
+            path = Path(found[setting])
+            if not path.is_file():
+                raise UsageError(
+                    f"DATABASE_URL: {_SOURCES[setting]} names {path}, which is not a readable "
+                    "file: check the path (in a Job, the mounted Secret or ConfigMap and its key)"
+                )
+            files[setting] = path
+    if files and mode is None:
+        mode = "verify-full" if "ca" in files else "require"
+    if mode == "disable" and files:
+        raise UsageError(
+            f"DATABASE_URL: TLS mode disable with a CA or client certificate: remove them, or "
+            f"set {_SOURCES['mode']} to require, verify-ca or verify-full"
+        )
+    if mode in ("verify-ca", "verify-full") and "ca" not in files:
+        raise UsageError(
+            f"DATABASE_URL: TLS mode {mode} checks the server's certificate against a CA: give "
+            f"the CA bundle with {_SOURCES['ca']}"
+        )
+    if ("cert" in files) != ("key" in files):
+        raise UsageError(
+            f"DATABASE_URL: a client certificate needs both {_SOURCES['cert']} and "
+            f"{_SOURCES['key']}"
+        )
+    tls = DatabaseTls(
+        mode=mode, ca_file=files.get("ca"), cert_file=files.get("cert"), key_file=files.get("key")
+    )
+    return tls, rest
 
 
 @dataclass(frozen=True)
@@ -37,6 +167,7 @@ class DatabaseURL:
     password: str | None = field(default=None, repr=False)
     path: Path | None = None
     options: Mapping[str, str] = field(default_factory=dict)
+    tls: DatabaseTls = field(default_factory=DatabaseTls)
 
     def redacted(self) -> str:
         """The URL as it may be shown to people: never with a password."""
@@ -56,6 +187,7 @@ class DatabaseURL:
             password=self.password,
             path=self.path,
             options=self.options,
+            tls=self.tls,
         )
 
 
@@ -93,7 +225,7 @@ def parse_database_url(url: str, environ: Mapping[str, str] | None = None) -> Da
         port = parts.port or DEFAULT_PORTS[engine]
     except ValueError as exc:
         raise UsageError(f"DATABASE_URL: the port is not a number ({exc})") from None
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    tls, options = parse_tls({k: v[-1] for k, v in parse_qs(parts.query).items()}, env)
     return DatabaseURL(
         engine=engine,
         database=database,
@@ -102,6 +234,7 @@ def parse_database_url(url: str, environ: Mapping[str, str] | None = None) -> Da
         user=unquote(parts.username) if parts.username else None,
         password=_password_from_environment(engine, env),
         options=options,
+        tls=tls,
     )
 
 

@@ -69,6 +69,20 @@ class RoleMissing(DatabaseRefused):
     reason = "RoleMissing"
 
 
+class TlsUnavailable(DatabaseRefused):
+    """TLS was asked for and the server does not offer it: the worker stopped before logging in,
+    so the password was never sent over the unencrypted connection."""
+
+    reason = "TlsUnavailable"
+
+
+class TlsVerificationFailed(DatabaseRefused):
+    """The server's certificate did not verify against the CA given (wrong CA, expired, or a
+    name that does not match the host): nothing was sent, the password included."""
+
+    reason = "TlsVerificationFailed"
+
+
 class DumpFailed(DatabaseError):
     reason = "DumpFailed"
 
@@ -90,8 +104,23 @@ class StorageUnreachable(StorageError):
     reason = "StorageUnreachable"
 
 
+class StorageTlsVerificationFailed(StorageError):
+    """The https endpoint's certificate did not verify against the CA bundle (or the system's
+    CAs): a private CA not given, the wrong one, or a name that does not match."""
+
+    reason = "StorageTlsVerificationFailed"
+
+
 class DiskFull(StorageError):
     reason = "DiskFull"
+
+
+class ServerDiskFull(DiskFull):
+    """The database server's own volume is full (not the worker's): the server refused the
+    write and the restore was rolled back. A database failure for the exit code, since freeing
+    space on the server (or growing its volume) is the fix and a later retry may then succeed."""
+
+    exit_code = ExitCode.DATABASE
 
 
 class BackupNotFound(StorageError):

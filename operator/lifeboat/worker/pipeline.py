@@ -240,6 +240,9 @@ class RestoreReport:
     dry_run: bool = False
     bytes_read: int = 0
     """Bytes of the artifact read from storage (both passes)."""
+    notes: tuple[str, ...] = ()
+    """What the engine wants people to know (leftovers of an interrupted restore it removed, a
+    database it created)."""
 
     @property
     def rows_verified(self) -> int:
@@ -259,8 +262,9 @@ def load_manifest(storage: Storage) -> Manifest:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        problem = f"{where}: {first['msg']}" if where else str(first["msg"])
         raise ManifestInvalid(
-            f"{storage.uri(MANIFEST_NAME)} is not a Lifeboat manifest ({where}: {first['msg']})"
+            f"{storage.uri(MANIFEST_NAME)} is not a Lifeboat manifest ({problem})"
         ) from None
 
 
@@ -368,6 +372,7 @@ def run_restore(
         row_counts=dict(result.row_counts),
         plan=plan,
         bytes_read=art.size * passes,
+        notes=tuple(result.notes),
     )
 
 

@@ -1073,10 +1073,13 @@ class JobRunner:
             path.mkdir(parents=True, exist_ok=True)
             items = source.get("items")
             for key, value in (data or {}).items():
-                targets = [i["path"] for i in items if i["key"] == key] if items else [key]
-                for target in targets:
-                    (path / target).parent.mkdir(parents=True, exist_ok=True)
-                    (path / target).write_text(value)
+                chosen = [i for i in items if i["key"] == key] if items else [{"path": key}]
+                for item in chosen:
+                    target = path / item["path"]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(value)
+                    # As the kubelet: the item's mode, else defaultMode, else 0644.
+                    target.chmod(item.get("mode", source.get("defaultMode", 0o644)))
         else:
             raise MountError(f'volume "{volume["name"]}": unsupported by the test job runner')
         path.mkdir(parents=True, exist_ok=True)

@@ -39,19 +39,25 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalStorage", "ObjectWriter", "Storage", "open_storage"]
 
-S3_QUERY_PARAMETERS = ("endpoint", "region", "addressing", "sse", "kms-key-id")
+S3_QUERY_PARAMETERS = ("endpoint", "region", "addressing", "sse", "kms-key-id", "ca-bundle")
 _EXAMPLES = "s3://bucket/prefix/, file:///var/backups or a directory path such as ./backups"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 
 
 def open_storage(
-    url: str, environ: Mapping[str, str] | None = None, *, storage_timeout: float | None = None
+    url: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    storage_timeout: float | None = None,
+    ca_bundle: str | None = None,
 ) -> Storage:
     """Open the backup location named by BACKUP_URL; a bad URL is a UsageError saying the fix.
 
     `storage_timeout`: how long S3 calls are retried through an outage (default:
-    LIFEBOAT_STORAGE_TIMEOUT, else 120 s); a directory has no such wait."""
+    LIFEBOAT_STORAGE_TIMEOUT, else 120 s); a directory has no such wait. `ca_bundle`: a PEM file
+    of the CAs trusted for an https S3 endpoint (default: LIFEBOAT_S3_CA_BUNDLE, else the
+    system's)."""
     env = os.environ if environ is None else environ
     text = url.strip()
     if not text:
@@ -67,7 +73,7 @@ def open_storage(
         ) from None
     kind = parts.scheme.lower()
     if kind == "s3":
-        return _open_s3(text, env, storage_timeout)
+        return _open_s3(text, env, storage_timeout, ca_bundle)
     if kind == "file":
         return _open_file(text)
     raise UsageError(
@@ -75,7 +81,9 @@ def open_storage(
     )
 
 
-def _open_s3(text: str, env: Mapping[str, str], storage_timeout: float | None) -> Storage:
+def _open_s3(
+    text: str, env: Mapping[str, str], storage_timeout: float | None, ca_bundle: str | None
+) -> Storage:
     parts = urlsplit(text)
     if not text.lower().startswith("s3://"):
         raise UsageError(f"BACKUP_URL: {_shown(text)} is not an S3 URL; write s3://bucket/prefix/")
@@ -133,6 +141,7 @@ def _open_s3(text: str, env: Mapping[str, str], storage_timeout: float | None) -
         addressing_style=cast("AddressingStyle | None", addressing),
         server_side_encryption=options.get("sse") or None,
         sse_kms_key_id=options.get("kms-key-id") or None,
+        ca_bundle=options.get("ca-bundle") or ca_bundle,
         storage_timeout=storage_timeout,
         environ=env,
     )

@@ -24,7 +24,10 @@ part is 8 MiB up to 39 GiB, 16 MiB up to 45 GiB, 64 MiB up to 82 GiB, 128 MiB up
 Every part (and every single PutObject) carries its SHA-256 in `x-amz-checksum-sha256`, which S3
 verifies on receipt (BadDigest otherwise); when the server echoes a checksum it is compared too.
 Objects smaller than one part go up with a single PutObject. After CompleteMultipartUpload a HEAD
-confirms that the stored size equals the bytes written.
+confirms that the stored size equals the bytes written. When the answer to CompleteMultipartUpload
+is lost (the server completed the upload, the connection broke before its reply), the retry gets
+NoSuchUpload; the object at the key then counts as written only if it is provably this upload's:
+its size, and its composite SHA-256 (or, without one, its multipart ETag) computed from the parts.
 
 Server-side encryption (`server_side_encryption`, else LIFEBOAT_S3_SSE: `AES256` for SSE-S3 or
 `aws:kms` for SSE-KMS, with `sse_kms_key_id`, else LIFEBOAT_S3_SSE_KMS_KEY_ID) is asked for on
@@ -57,9 +60,10 @@ import base64
 import copy
 import hashlib
 import os
+import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, suppress
 from functools import partial
@@ -76,6 +80,7 @@ from botocore.exceptions import (
     IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
+    SSLError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -83,6 +88,7 @@ from lifeboat import __version__
 from lifeboat.contract import (
     DEFAULT_STORAGE_TIMEOUT,
     ENV_S3_ADDRESSING_STYLE,
+    ENV_S3_CA_BUNDLE,
     ENV_S3_SSE,
     ENV_S3_SSE_KMS_KEY_ID,
     ENV_STORAGE_TIMEOUT,
@@ -94,6 +100,7 @@ from lifeboat.worker.errors import (
     BackupNotFound,
     BucketNotFound,
     StorageError,
+    StorageTlsVerificationFailed,
     StorageUnreachable,
     UsageError,
 )
@@ -109,6 +116,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import (
         CompletedPartTypeDef,
+        CompleteMultipartUploadOutputTypeDef,
         GetObjectOutputTypeDef,
         ObjectIdentifierTypeDef,
     )
@@ -234,6 +242,59 @@ def _checksum(data: bytes | bytearray) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
+_MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def multipart_etag(part_etags: Sequence[str]) -> str | None:
+    """The ETag S3 gives the completion of parts with these ETags: the MD5 of their binary MD5s,
+    then `-<number of parts>`. None when a part's ETag is not a plain MD5 (SSE-KMS, SSE-C)."""
+    digests = bytearray()
+    for etag in part_etags:
+        plain = etag.strip('"')
+        if not _MD5_HEX.fullmatch(plain):
+            return None
+        digests += bytes.fromhex(plain)
+    return f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(part_etags)}"
+
+
+def composite_sha256(part_checksums: Sequence[str]) -> str:
+    """The composite SHA-256 of a multipart upload (base64, without S3's `-<number of parts>`):
+    the SHA-256 of the parts' binary SHA-256s."""
+    return _checksum(b"".join(base64.b64decode(checksum) for checksum in part_checksums))
+
+
+def completed_from(
+    head: Mapping[str, Any], parts: Sequence[CompletedPartTypeDef], written: int
+) -> tuple[bool, str]:
+    """Whether the object a HEAD describes is provably the completion of `parts` (`written`
+    bytes), and what the HEAD found, for an error message.
+
+    Proof is the size and the composite SHA-256 when the server reports one (it then decides
+    alone), else the size and the multipart ETag when the parts' ETags are MD5s. Anything less
+    is not proof."""
+    size = head.get("ContentLength")
+    etag = str(head.get("ETag") or "").strip('"')
+    reported = str(head.get("ChecksumSHA256") or "")
+    found = f"{size} bytes, ETag {etag or 'none'}, SHA-256 {reported or 'not reported'}"
+    if size != written or not parts:
+        return False, found
+    checksums = [part.get("ChecksumSHA256", "") for part in parts]
+    if reported and all(checksums):
+        # AWS reports a composite checksum as `<base64>-<parts>`; some servers omit the suffix.
+        value, _, count = reported.partition("-")
+        if count and count != str(len(parts)):
+            return False, found
+        return value == composite_sha256(checksums), found
+    expected = multipart_etag([part.get("ETag", "") for part in parts])
+    return expected is not None and etag == expected, found
+
+
+def _error_code(exc: BaseException | None) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
 def _as_body(data: bytes | bytearray) -> bytes:
     # botocore sends a bytearray as it is (its validator accepts bytes, bytearray, str); the
     # stubs only say bytes. Casting avoids copying a whole part.
@@ -256,7 +317,10 @@ def _storage_timeout(value: float | None, env: Mapping[str, str]) -> float:
 
 def _transient(exc: Exception) -> bool:
     """Whether trying the call again later may succeed: no connection, a timeout, a 5xx,
-    throttling. Refusals (credentials, a missing bucket) are not."""
+    throttling. Refusals (credentials, a missing bucket, a certificate that does not verify) are
+    not."""
+    if isinstance(exc, SSLError):
+        return False
     if isinstance(exc, BotoConnectionError | HTTPClientError):
         return True
     if isinstance(exc, ClientError):
@@ -304,9 +368,18 @@ class S3Storage:
         list_page_size: int = 1000,
         server_side_encryption: str | None = None,
         sse_kms_key_id: str | None = None,
+        ca_bundle: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
+        self.ca_bundle = ca_bundle or env.get(ENV_S3_CA_BUNDLE) or None
+        """A PEM file of the CAs trusted for an https endpoint; None: the system's."""
+        if self.ca_bundle is not None and not os.path.isfile(self.ca_bundle):
+            raise UsageError(
+                f"--storage-ca-bundle ({ENV_S3_CA_BUNDLE}, ca-bundle= in BACKUP_URL) names "
+                f"{self.ca_bundle}, which is not a readable file: check the path (in a Job, the "
+                "mounted Secret or ConfigMap and its key)"
+            )
         if not bucket:
             raise UsageError("BACKUP_URL: an S3 location needs a bucket, e.g. s3://backups/shop/")
         if min_part_size < S3_MIN_PART_SIZE:
@@ -360,7 +433,12 @@ class S3Storage:
                 request_checksum_calculation="when_required",
                 user_agent_extra=f"lifeboat/{__version__}",
             )
-            return self._session.client("s3", endpoint_url=endpoint_url or None, config=config)
+            return self._session.client(
+                "s3",
+                endpoint_url=endpoint_url or None,
+                config=config,
+                verify=self.ca_bundle if self.ca_bundle is not None else True,
+            )
 
         try:
             self._client = make_client(style or "auto")
@@ -617,6 +695,13 @@ class S3Storage:
                 f"no usable S3 credentials for {where} ({exc}); set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, or give the Pod a role (IRSA / Pod Identity)"
             )
+        if isinstance(exc, SSLError):
+            trusted = f"the CA bundle {self.ca_bundle}" if self.ca_bundle else "the system's CAs"
+            return StorageTlsVerificationFailed(
+                f"the TLS certificate of the S3 endpoint {self.endpoint} did not verify against "
+                f"{trusted} during {operation} on {where}: give the CA that signed it "
+                f"(s3.caSecretRef / s3.caConfigMapRef, --storage-ca-bundle, {ENV_S3_CA_BUNDLE})"
+            )
         if isinstance(exc, BotoConnectionError | HTTPClientError):
             return StorageUnreachable(
                 f"cannot reach the S3 endpoint {self.endpoint} during {operation} on {where} "
@@ -748,16 +833,33 @@ class _MultipartWriter:
             self._shutdown()
             upload_id = self._upload_id
             parts = sorted(self._parts, key=lambda p: p["PartNumber"])
-            self._storage._call(
-                "CompleteMultipartUpload",
-                self._key,
-                lambda: self._client.complete_multipart_upload(
+            sent = 0
+
+            def complete() -> CompleteMultipartUploadOutputTypeDef:
+                nonlocal sent
+                sent += 1
+                return self._client.complete_multipart_upload(
                     Bucket=self._storage.bucket,
                     Key=self._name,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": parts},
-                ),
-            )
+                )
+
+            try:
+                self._storage._call("CompleteMultipartUpload", self._key, complete)
+            except StorageError as exc:
+                if _error_code(exc.__cause__) != "NoSuchUpload":
+                    raise
+                # The upload is gone, completed or aborted: there is nothing left to abort.
+                self._upload_id = None
+                if sent < 2:
+                    raise StorageError(
+                        f"{self._storage.uri(self._key)}: multipart upload {upload_id} was "
+                        "removed before it could be completed (NoSuchUpload), by something else "
+                        "than this backup (an S3 lifecycle rule, another backup of this "
+                        "location); nothing was published, run again"
+                    ) from exc
+                self._confirm_completed(upload_id, parts, exc)
         self._completed = True
         stored = self._storage.size(self._key)
         if stored != self._written:
@@ -766,6 +868,38 @@ class _MultipartWriter:
                 f"{self._storage.uri(self._key)}: the server reports {stored} bytes after upload "
                 f"but {self._written} were written; the object was removed"
             )
+
+    def _confirm_completed(
+        self, upload_id: str, parts: list[CompletedPartTypeDef], cause: StorageError
+    ) -> None:
+        """A retried CompleteMultipartUpload found no upload: an earlier attempt completed it
+        and its answer was lost, or something else removed it. Only an object that is provably
+        this upload's completion (see `completed_from`) counts as done."""
+        storage = self._storage
+        try:
+            head = storage._call(
+                "HeadObject",
+                self._key,
+                lambda: self._client.head_object(
+                    Bucket=storage.bucket, Key=self._name, ChecksumMode="ENABLED"
+                ),
+            )
+        except BackupNotFound:
+            found = "no object"
+        else:
+            ours, found = completed_from(head, parts, self._written)
+            if ours:
+                return
+        etag = multipart_etag([part.get("ETag", "") for part in parts]) or "not an MD5"
+        checksums = [part.get("ChecksumSHA256", "") for part in parts]
+        checksum = f"{composite_sha256(checksums)}-{len(parts)}" if all(checksums) else "none"
+        raise StorageError(
+            f"{storage.uri(self._key)}: multipart upload {upload_id} vanished: its completion "
+            "was retried after a lost answer and S3 no longer knows the upload (NoSuchUpload), "
+            f"but the object at the key is not this upload's (found: {found}; this upload: "
+            f"{self._written} bytes, ETag {etag}, SHA-256 {checksum}); something else wrote or "
+            "removed it, so nothing was published; run again"
+        ) from cause
 
     def abort(self, cause: BaseException) -> None:
         """Leave nothing behind: wait for the part in flight, then abort the upload."""

@@ -12,6 +12,7 @@ import functools
 import getpass
 import re
 import shutil
+import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from lifeboat.worker.errors import (
     DatabaseUnreachable,
     InsufficientPrivilege,
     RoleMissing,
+    TlsUnavailable,
+    TlsVerificationFailed,
     UsageError,
 )
 
@@ -50,6 +53,11 @@ _AUTH_PACKAGE_MISSING = re.compile(
     r"'(?P<package>[\w.-]+)' package is required for (?P<methods>.+?) auth methods?"
 )
 _TOOL_ERROR = re.compile(r"ERROR (\d+) \(\w+\)")
+_SSL_CONNECTION_ERROR = 2026
+_TLS_NOT_OFFERED = re.compile(r"server (does not|doesn't) support (it|ssl)|ssl is required", re.I)
+_CERTIFICATE_PROBLEM = re.compile(
+    r"certificate verify failed|certificate|hostname mismatch|self[- ]signed|verification", re.I
+)
 
 
 def quote(identifier: str) -> str:
@@ -154,6 +162,12 @@ class Connector:
         self, code: int | None, text: str, *, database: str | None = None, fix: str = ""
     ) -> DatabaseError:
         account = f"'{self.user}'"
+        if self.url.tls.required and (
+            code == _SSL_CONNECTION_ERROR
+            or (code in _UNREACHABLE_CODES and _CERTIFICATE_PROBLEM.search(text))
+            or _TLS_NOT_OFFERED.search(text)
+        ):
+            return self.tls_error(text)
         if code in _AUTHENTICATION_CODES:
             return AuthenticationFailed(
                 f"{self.product} at {self.where} refused user {account} ({text}); "
@@ -209,14 +223,57 @@ class Connector:
                 charset="utf8mb4",
                 autocommit=True,
                 connect_timeout=self.connect_timeout,
+                **self._ssl_arguments(),
             )
         except pymysql.MySQLError as exc:
             raise self.error(exc, database=database) from None
+        except ssl.SSLError as exc:
+            raise self.tls_error(str(exc)) from None
         except RuntimeError as exc:
             missing = _AUTH_PACKAGE_MISSING.search(str(exc))
             if missing is None:
                 raise
             raise self.auth_package_missing(missing["package"], missing["methods"]) from None
+
+    def _ssl_arguments(self) -> dict[str, Any]:
+        """PyMySQL's TLS settings. An SSLContext makes PyMySQL require TLS: it raises (error
+        2026) before it sends the login packet when the server does not offer it, so the
+        password never goes out unencrypted."""
+        tls = self.url.tls
+        if tls.mode is None:
+            return {}
+        if tls.mode == "disable":
+            return {"ssl_disabled": True}
+        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        context.check_hostname = tls.mode == "verify-full"
+        context.verify_mode = ssl.CERT_REQUIRED if tls.verify else ssl.CERT_NONE
+        if tls.cert_file is not None:
+            try:
+                context.load_cert_chain(str(tls.cert_file), keyfile=str(tls.key_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise UsageError(
+                    f"DATABASE_URL: cannot load the client certificate {tls.cert_file} and key "
+                    f"{tls.key_file} ({exc}): check they are PEM and belong together"
+                ) from None
+        return {"ssl": context}
+
+    def tls_error(self, text: str) -> DatabaseError:
+        """TLS was asked for and failed: the server offers none, or its certificate is not
+        accepted. Either way the login packet (the password) was never sent."""
+        tls = self.url.tls
+        if _TLS_NOT_OFFERED.search(text):
+            return TlsUnavailable(
+                f"{self.product} at {self.where} does not offer TLS, and {tls.describe()} "
+                "requires it: nothing was sent, the password included; give the server "
+                "ssl_cert/ssl_key (have_ssl=YES), or (only on a trusted network) set the TLS "
+                "mode to disable"
+            )
+        return TlsVerificationFailed(
+            f"the TLS certificate of {self.product} at {self.where} was not accepted "
+            f"({tls.describe()}): {text}; nothing was sent, the password included; give the "
+            "CA that signed the server's certificate, and for verify-full a host the "
+            "certificate names"
+        )
 
     def auth_package_missing(self, package: str, methods: str) -> AuthenticationFailed:
         """The server wants an authentication method this worker cannot speak: not a wrong
@@ -259,7 +316,40 @@ class Connector:
             f"--user={self.user}",
             "--default-character-set=utf8mb4",
             f"--max-allowed-packet={MAX_PACKET}",
+            *self.tls_args(),
         ]
+
+    def tls_args(self) -> list[str]:
+        """The tools' TLS flags (paths only). MariaDB's --ssl refuses a server without TLS before
+        it logs in; MySQL's client takes --ssl-mode instead."""
+        tls = self.url.tls
+        if tls.mode is None:
+            return []
+        oracle = "--ssl-mode" in tool_help(self.dump_tool())
+        if tls.mode == "disable":
+            return ["--ssl-mode=DISABLED"] if oracle else ["--skip-ssl"]
+        if oracle:
+            modes = {
+                "require": "REQUIRED",
+                "verify-ca": "VERIFY_CA",
+                "verify-full": "VERIFY_IDENTITY",
+            }
+            args = [f"--ssl-mode={modes[tls.mode]}"]
+        else:
+            args = ["--ssl"]
+            args.append(
+                "--ssl-verify-server-cert"
+                if tls.mode == "verify-full"
+                else "--skip-ssl-verify-server-cert"
+            )
+        for flag, path in (
+            ("--ssl-ca", tls.ca_file),
+            ("--ssl-cert", tls.cert_file),
+            ("--ssl-key", tls.key_file),
+        ):
+            if path is not None:
+                args.append(f"{flag}={path}")
+        return args
 
     def dump_tool(self) -> str:
         return _pick_tool("mariadb-dump", "mysqldump")

@@ -7,6 +7,7 @@ environment; the conninfo string (which the tools get in argv) never holds it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +24,16 @@ from lifeboat.worker.errors import (
     DatabaseNotFound,
     DatabaseUnreachable,
     InsufficientPrivilege,
+    TlsUnavailable,
+    TlsVerificationFailed,
     UsageError,
 )
 
 CONNECT_TIMEOUT_SECONDS = 10
+_CERTIFICATE_PROBLEMS = re.compile(
+    r"certificate verify failed|does not match host name|root certificate file"
+    r"|could not read root certificate"
+)
 # Where to go when the target database does not exist (yet): to create it, or to check that it
 # can be created.
 MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -63,7 +70,25 @@ class Connector:
             "application_name": application,
         }
         params.update(self.url.options)
+        params.update(self.tls_params())
         return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+    def tls_params(self) -> dict[str, str]:
+        """libpq's sslmode, sslrootcert, sslcert, sslkey: paths, never a key's content. libpq
+        with sslmode require or stricter refuses before authentication when the server does not
+        offer TLS, so the password never goes out unencrypted."""
+        tls = self.url.tls
+        if tls.mode is None:
+            return {}
+        params = {"sslmode": tls.mode}
+        for name, path in (
+            ("sslrootcert", tls.ca_file),
+            ("sslcert", tls.cert_file),
+            ("sslkey", tls.key_file),
+        ):
+            if path is not None:
+                params[name] = str(path)
+        return params
 
     def tool_env(self) -> dict[str, str]:
         return {"PGPASSWORD": self.url.password} if self.url.password else {}
@@ -104,6 +129,27 @@ class Connector:
         reason = first.rsplit(" failed: ", 1)[-1].replace("FATAL:  ", "").strip()
         lowered = text.lower()
         user = self.user
+        if "server does not support ssl" in lowered:
+            return TlsUnavailable(
+                f"PostgreSQL at {self.where} does not offer TLS, and {self.url.tls.describe()} "
+                "requires it: nothing was sent, the password included; turn on ssl on the "
+                "server, or (only on a trusted network) set the TLS mode to disable"
+            )
+        if _CERTIFICATE_PROBLEMS.search(lowered):
+            return TlsVerificationFailed(
+                f"the TLS certificate of PostgreSQL at {self.where} was not accepted "
+                f"({self.url.tls.describe()}): {reason}; nothing was sent, the password "
+                "included; give the CA that signed the server's certificate, and for "
+                "verify-full a host the certificate names"
+            )
+        if "requires a valid client certificate" in lowered or (
+            "certificate authentication failed" in lowered
+        ):
+            return AuthenticationFailed(
+                f"user '{user}' was refused by {self.where}: {reason}; the server wants a client "
+                "certificate whose common name is the user (tls.clientCertSecretRef, "
+                "sslcert/sslkey)"
+            )
         if "password authentication failed" in lowered or "no password supplied" in lowered:
             return AuthenticationFailed(
                 f"user '{user}' was refused by {self.where}: "
