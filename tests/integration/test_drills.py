@@ -287,22 +287,8 @@ def test_a_postgres_drill_without_createdb_is_refused_naming_the_grant(
 def drill_server() -> Iterator[pg.PostgresServer]:
     """A second PostgreSQL cluster: a separate drill server, without the source's tablespaces
     and roles."""
-    bin_dir = pg._find_bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries not found")
-    server, root = pg._start_cluster(bin_dir)
-    try:
+    with pg.own_cluster() as server:
         yield server
-    finally:
-        subprocess.run(
-            pg._as_postgres(
-                [str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "stop"]
-            ),
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -18,15 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +34,7 @@ from tests.support import postgres as pg
 from tests.support.databases import Database, damage, lifeboat, make_database
 from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Bucket
 from tests.support.s3_outage import OutageBucket
+from tests.support.worker_process import Snapshot, Worker
 
 MIB = 2**20
 BIG_ROWS = 400_000
@@ -47,7 +43,6 @@ PAST_TWO_PARTS = 20 * MIB
 LINK = 10 * MIB
 """Bytes per second through the outage server's front: a backup of BIG_ROWS takes ~3 s."""
 OUTAGE_SECONDS = 10.0
-Snapshot = dict[str, Any]
 
 
 def big_postgres(request: pytest.FixtureRequest, rows: int = BIG_ROWS) -> Database:
@@ -64,54 +59,6 @@ def big_postgres(request: pytest.FixtureRequest, rows: int = BIG_ROWS) -> Databa
         execute=raw.execute,
         orders_table="big",
     )
-
-
-class Worker:
-    """`lifeboat ...` in a session of its own, reporting JSON progress on stderr."""
-
-    def __init__(self, *args: str, env: dict[str, str]) -> None:
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lifeboat", *args, "--json-progress"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **env},
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-
-    def wait_for(self, condition: Callable[[Snapshot], bool]) -> Snapshot:
-        """Read progress until `condition` holds; fails if the worker ends first."""
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if line.startswith("{"):
-                snapshot: Snapshot = json.loads(line)["progress"]
-                if condition(snapshot):
-                    return snapshot
-        raise AssertionError("the worker ended before the fault:\n" + "".join(self.lines[-5:]))
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its tools, as when its Pod dies with its node."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=60)
-        assert self.proc.returncode == -signal.SIGKILL
-
-    def finish(self, timeout: float = 240) -> tuple[int, str, str]:
-        """Exit code, stdout and all of stderr; never waits past `timeout`."""
-        assert self.proc.stderr is not None
-        assert self.proc.stdout is not None
-        stderr = self.proc.stderr
-        drain = threading.Thread(target=lambda: self.lines.extend(stderr), daemon=True)
-        drain.start()
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            raise
-        drain.join(timeout=30)
-        return self.proc.returncode, self.proc.stdout.read(), "".join(self.lines)
 
 
 def uploading(snapshot: Snapshot) -> bool:

@@ -79,7 +79,7 @@ def _mariadb(request: pytest.FixtureRequest, scheme: str, seed: bool) -> Databas
 
 def _sqlite(tmp_path: Path, seed: bool) -> Database:
     path = tmp_path / "db" / "shop.db"
-    path.parent.mkdir(exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if seed:
         create_shop(path, orders=500)
 

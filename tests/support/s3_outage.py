@@ -11,7 +11,12 @@ without freezing the tests) behind a small TCP front on a fixed port:
   never answered, as with a hung server; `thaw()` (SIGCONT) lets it answer again;
 - `throttle(bytes_per_second)` makes the front a slow network link, so that a backup of a few
   tens of MiB is still uploading when a test acts on its progress (a local server takes 30 MiB in
-  well under a second, faster than the worker reports progress).
+  well under a second, faster than the worker reports progress);
+- `lose_reply_to(request)` lets the next request whose HTTP request line matches reach the server,
+  then resets the client's connection instead of relaying the server's reply: the server acted,
+  the client never heard. `replace_reply_to(request, reply)` relays `reply` instead of the
+  server's (e.g. the NoSuchUpload that MinIO or Ceph RGW give a retried completion, where moto
+  answers it again). Armed faults fire in order, once each; `front.fired` records them.
 
 The outage's duration is the fault being simulated; tests schedule its end with `end_after`
 and wait for the worker's exit with a deadline.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import struct
@@ -30,7 +36,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +49,36 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _START_TIMEOUT = 30.0
+_REQUEST_LINE = re.compile(rb"[A-Z]+ \S+ HTTP/1\.[01]\r\n")
+
+RequestMatch = Callable[[bytes], bool]
+"""Whether an HTTP request line (e.g. b"POST /bucket/key?uploadId=... HTTP/1.1") is the one."""
+
+
+@dataclass
+class ReplyFault:
+    """What to do with the reply to the next request that `request` matches."""
+
+    request: RequestMatch
+    reply: bytes | None = None
+    """Relayed instead of the server's reply; None: reset the connection, relay nothing."""
+    then: Callable[[], None] | None = None
+    """Run once the server has replied, before the client hears anything."""
+
+
+def no_such_upload_reply(upload_id: str = "") -> bytes:
+    """The 404 an S3 server gives for a multipart upload it does not know (any more)."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchUpload</Code>'
+        "<Message>The specified upload does not exist. The upload ID may be invalid, or the "
+        "upload may have been aborted or completed.</Message>"
+        f"<UploadId>{upload_id}</UploadId><RequestId>lost-reply</RequestId></Error>"
+    ).encode()
+    head = (
+        "HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    return head + body
 
 
 def _free_port() -> int:
@@ -63,7 +99,23 @@ class StoppableFront:
         self.connections = 0
         self.rate: float | None = None
         """Bytes per second each direction of a connection may carry; None: unlimited."""
+        self._faults: list[ReplyFault] = []
+        self._doomed: dict[socket.socket, ReplyFault] = {}
+        self.fired: list[tuple[str, bytes]] = []
+        """("lost" or "replaced", request line) of every reply fault that fired, in order."""
         self.start()
+
+    def arm(self, fault: ReplyFault) -> None:
+        """Apply `fault` to the next matching request (after the faults armed before it)."""
+        with self._lock:
+            self._faults.append(fault)
+
+    def disarm(self) -> None:
+        """Forget the armed faults and what fired."""
+        with self._lock:
+            self._faults.clear()
+            self._doomed.clear()
+            self.fired.clear()
 
     @property
     def running(self) -> bool:
@@ -113,12 +165,19 @@ class StoppableFront:
                     return
                 self.connections += 1
                 self._open.update((client, upstream))
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, target: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, target: socket.socket, requests: bool = False) -> None:
         try:
             while data := source.recv(65536):
+                if requests:
+                    self._match(data, target)
+                elif not data.startswith(b"HTTP/1.1 100 ") and (
+                    fault := self._take_doomed(source)
+                ):  # an interim `100 Continue` is relayed: the server has not acted yet
+                    self._break_reply(fault, source, target)  # `data` is never relayed
+                    return
                 target.sendall(data)
                 rate = self.rate
                 if rate:
@@ -131,6 +190,44 @@ class StoppableFront:
             with self._lock:
                 self._open.discard(source)
             source.close()
+
+    def _match(self, chunk: bytes, upstream: socket.socket) -> None:
+        """A client's chunk that starts a request the first armed fault matches dooms the reply
+        that comes back on `upstream` (boto3 sends one request at a time per connection)."""
+        line = chunk.split(b"\r\n", 1)[0] + b"\r\n"
+        if not _REQUEST_LINE.fullmatch(line):
+            return
+        with self._lock:
+            if self._faults and self._faults[0].request(line.rstrip()):
+                self._doomed[upstream] = self._faults.pop(0)
+                self.fired.append(
+                    ("lost" if self._doomed[upstream].reply is None else "replaced", line.rstrip())
+                )
+
+    def _take_doomed(self, upstream: socket.socket) -> ReplyFault | None:
+        with self._lock:
+            return self._doomed.pop(upstream, None)
+
+    def _break_reply(
+        self, fault: ReplyFault, upstream: socket.socket, client: socket.socket
+    ) -> None:
+        """The server has replied: the client gets `fault.reply` or a reset connection instead,
+        and the connection ends."""
+        if fault.then is not None:
+            fault.then()
+        with contextlib.suppress(OSError):
+            if fault.reply is None:
+                # RST: the client sees a connection reset after its request went out. SHUT_RD
+                # sends nothing but wakes the thread reading the client, which then closes it.
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.shutdown(socket.SHUT_RD)
+            else:
+                client.sendall(fault.reply)
+                client.shutdown(socket.SHUT_RDWR)
+        with self._lock:
+            self._open.difference_update((client, upstream))
+        client.close()
+        upstream.close()
 
 
 @dataclass
@@ -160,6 +257,23 @@ class OutageS3:
     def throttle(self, bytes_per_second: float | None) -> None:
         self.front.rate = bytes_per_second
 
+    def lose_reply_to(
+        self, request: RequestMatch, *, then: Callable[[], None] | None = None
+    ) -> None:
+        """The next request `request` matches reaches the server; its reply never reaches the
+        client, whose connection is reset (`then` runs first, once the server has replied)."""
+        self.front.arm(ReplyFault(request, then=then))
+
+    def replace_reply_to(self, request: RequestMatch, reply: bytes) -> None:
+        """The next request `request` matches reaches the server; the client gets `reply` (a
+        whole HTTP response, `Connection: close`) instead of the server's."""
+        self.front.arm(ReplyFault(request, reply=reply))
+
+    @property
+    def fired(self) -> list[tuple[str, bytes]]:
+        """("lost" or "replaced", request line) of every reply fault that fired, in order."""
+        return list(self.front.fired)
+
     def freeze(self) -> None:
         self.process.send_signal(signal.SIGSTOP)
 
@@ -177,6 +291,7 @@ class OutageS3:
         """Back to normal whatever the test did (teardown)."""
         self.thaw()
         self.throttle(None)
+        self.front.disarm()
         if not self.front.running:
             self.start()
 

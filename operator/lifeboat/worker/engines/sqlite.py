@@ -11,12 +11,14 @@ Restore: the stream is written to a temporary file next to the target, checked
 target is created by an atomic rename; an existing one is overwritten through the backup API,
 which replaces its pages in one write transaction, so other connections see the old database or
 the new one, never a mix. With `keep_extra_objects`, the backup's objects are copied over the
-target's same-named ones inside one transaction and other objects are left alone.
+target's same-named ones inside one transaction and other objects are left alone. A staged copy
+that a killed restore left next to the target is removed by the next restore of that target.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import sqlite3
 import tempfile
@@ -198,6 +200,12 @@ class SQLiteEngine:
                 try:
                     source.backup(snapshot, pages=1024)
                 except sqlite3.OperationalError as exc:
+                    if _disk_full(exc):
+                        raise DiskFull(
+                            f"no space left in {snapshot_path.parent} for the snapshot of "
+                            f"{self.path} ({exc}): the backup copies the database there first; "
+                            "give it room for the database's size (TMPDIR chooses the directory)"
+                        ) from None
                     raise DumpFailed(f"sqlite backup API failed: {exc}") from None
                 counts = _count_rows(snapshot, progress)
                 objects = _objects(snapshot)
@@ -214,7 +222,12 @@ class SQLiteEngine:
     ) -> RestoreResult:
         directory = self.path.parent
         directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.lifeboat-restore-", dir=directory)
+        prefix = f".{self.path.name}{_STAGED_INFIX}"
+        notes = [
+            f"removed the staged copy an interrupted restore left: {stale}"
+            for stale in _remove_staged_copies(directory, prefix)
+        ]
+        fd, name = tempfile.mkstemp(prefix=prefix, dir=directory)
         staged = Path(name)
         try:
             self._receive(source, fd, staged)
@@ -227,7 +240,7 @@ class SQLiteEngine:
             else:
                 self._replace_target(staged)
             with contextlib.closing(sqlite3.connect(self.path)) as conn:
-                return RestoreResult(row_counts=_count_rows(conn))
+                return RestoreResult(row_counts=_count_rows(conn), notes=notes)
         finally:
             staged.unlink(missing_ok=True)
 
@@ -269,6 +282,13 @@ class SQLiteEngine:
             try:
                 src.backup(dst, pages=-1)
             except sqlite3.OperationalError as exc:
+                if _disk_full(exc):
+                    raise DiskFull(
+                        f"no space left on the device of {self.path} while replacing its "
+                        f"content ({exc}): the write was rolled back and the target is "
+                        "unchanged; it needs room for the backup's size again (its journal) "
+                        "besides the staged copy"
+                    ) from None
                 raise RestoreError(f"could not write {self.path}: {exc}") from None
 
     def _merge_into_target(self, staged: Path) -> None:
@@ -290,10 +310,43 @@ class SQLiteEngine:
                         )
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
-                db.execute("ROLLBACK")
-                raise RestoreError(f"merging the backup into {self.path} failed: {exc}") from None
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    db.execute("ROLLBACK")
+                if _disk_full(exc):
+                    raise DiskFull(
+                        f"no space left on the device of {self.path} while merging the backup "
+                        f"into it ({exc}): the transaction was rolled back and the target is "
+                        "unchanged"
+                    ) from None
+                raise RestoreError(
+                    f"merging the backup into {self.path} failed, the transaction was rolled "
+                    f"back and the target is unchanged: {exc}"
+                ) from None
             finally:
                 db.execute("DETACH DATABASE backup")
+
+
+_STAGED_INFIX = ".lifeboat-restore-"
+"""A staged copy is `.<target name>.lifeboat-restore-<random>`, next to the target."""
+
+
+def _remove_staged_copies(directory: Path, prefix: str) -> list[Path]:
+    """Delete the staged copies of this target that killed restores left (a restore removes its
+    own when it ends; SIGKILL gives it no chance). One restore at a time per target, as for every
+    engine: a concurrent one's copy would go too. Returns what was removed."""
+    removed = []
+    for stale in sorted(directory.glob(glob.escape(prefix) + "*")):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed.append(stale)
+    return removed
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL: the database's disk (or its journal's) is full."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(
+        exc
+    )
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -18,7 +18,8 @@ from lifeboat.worker.engines._process import ToolProcess
 from lifeboat.worker.engines.base import DumpSummary
 from lifeboat.worker.engines.mysql.connection import Connector, tool_help
 from lifeboat.worker.engines.mysql.dump_stream import SqlDumpScanner
-from lifeboat.worker.errors import DatabaseRefused, DumpFailed
+from lifeboat.worker.engines.mysql.lost_connection import lost_connection
+from lifeboat.worker.errors import DatabaseRefused, DatabaseUnreachable, DumpFailed
 from lifeboat.worker.progress import Progress
 from lifeboat.worker.streams import block_buffered, tool_name, widen_pipe
 
@@ -86,9 +87,18 @@ class MySQLDumpStream:
             objects=list(self._scanner.objects),
         )
 
-    def _failure(self) -> DumpFailed | DatabaseRefused:
-        """The tool's own error line (not its --verbose chatter); a refusal keeps its type."""
+    def _failure(self) -> DumpFailed | DatabaseRefused | DatabaseUnreachable:
+        """The tool's own error line (not its --verbose chatter); a refusal keeps its type, a
+        session the server cut is DatabaseUnreachable."""
         lines = [line for line in self._tool.error_lines() if not line.startswith("-- ")]
+        lost = lost_connection(
+            self._connector,
+            lines,
+            doing=f"while {self._tool.name} was dumping",
+            outcome="no backup was written",
+        )
+        if lost is not None:
+            return lost
         line = lines[-1] if lines else self._tool.last_error()
         code = _ERROR_CODE.search(line)
         if code is not None:

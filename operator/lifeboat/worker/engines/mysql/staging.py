@@ -16,6 +16,7 @@ hold data someone still needs, so only a person drops them).
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from lifeboat.worker.engines._process import ToolProcess
 from lifeboat.worker.engines.mysql.connection import Connector, Session, quote
 from lifeboat.worker.engines.mysql.dump_stream import SqlDumpScanner
 from lifeboat.worker.engines.mysql.held_objects import HeldObjects
+from lifeboat.worker.engines.mysql.lost_connection import lost_connection
 from lifeboat.worker.engines.mysql.reserved_names import (
     CONSTRAINT,
     PARKED,
@@ -38,11 +40,18 @@ from lifeboat.worker.errors import (
     DatabaseRefused,
     DumpFailed,
     RestoreError,
+    ServerDiskFull,
     VerificationFailed,
 )
 from lifeboat.worker.manifest import Manifest
 from lifeboat.worker.progress import Progress
 from lifeboat.worker.streams import CHUNK_SIZE, Readable
+
+_DISK_FULL = re.compile(
+    r"ERROR (1114|1021) \(|No space left on device|Errcode: 28\b|error 28\b|Disk quota exceeded"
+)
+"""The server's volume full: 1114 `The table '...' is full` (InnoDB cannot extend the table's
+file), 1021 ER_DISK_FULL, or the OS error ENOSPC (28) in another message."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,22 @@ def load(
     finally:
         tool.kill()  # at once if we are leaving early; else it only closes the pipes
     if code != 0:
+        lost = lost_connection(
+            connector,
+            tool.error_lines(),
+            doing="while loading the backup into staged tables",
+            outcome="the target was not touched (the next restore removes the staged tables)",
+        )
+        if lost is not None:
+            raise lost
+        if _DISK_FULL.search(tool.last_error()):
+            raise ServerDiskFull(
+                f"the {connector.product} server at {connector.where} ran out of disk space (or "
+                "a tablespace reached its size limit) while loading the backup into staged "
+                f"tables ({connector.redact(tool.last_error())}): the target was not touched and "
+                "the staged tables are dropped; free space on the server's volume (or grow it), "
+                "then restore again"
+            )
         what = (
             f"{tool.name} failed loading the backup into staged tables (the target was not touched)"
         )

@@ -10,6 +10,7 @@ between the two reads. The session stays open until pg_dump has exited.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -21,8 +22,13 @@ from lifeboat.worker.engines._process import ToolProcess
 from lifeboat.worker.engines.base import DumpSummary
 from lifeboat.worker.engines.postgres import catalog
 from lifeboat.worker.engines.postgres.connection import Connector, first_line
-from lifeboat.worker.engines.postgres.tools import DUMPING_TABLE, ItemTracker, tool_error
-from lifeboat.worker.errors import DumpFailed
+from lifeboat.worker.engines.postgres.tools import (
+    DUMPING_TABLE,
+    ItemTracker,
+    lost_connection,
+    tool_error,
+)
+from lifeboat.worker.errors import DatabaseUnreachable, DumpFailed
 from lifeboat.worker.progress import Progress
 from lifeboat.worker.streams import block_buffered, tool_name, widen_pipe
 
@@ -43,8 +49,11 @@ class PostgresDump:
         tool: ToolProcess,
         tables: list[Table],
         items: ItemTracker,
+        *,
+        where: str = "the server",
     ) -> None:
         self._conn = conn
+        self._where = where
         self._tool = tool
         self._tables = tables
         self._items = items
@@ -77,6 +86,14 @@ class PostgresDump:
     def finish(self) -> DumpSummary:
         code = self._tool.wait()
         if code != 0:
+            lost = lost_connection(self._tool)
+            if lost is not None:
+                said = re.sub(r"^(pg_dump: )?(detail: )?(Error message from server: )?", "", lost)
+                raise DatabaseUnreachable(
+                    f"the connection of pg_dump to PostgreSQL at {self._where} was lost "
+                    f"mid-dump ({said}): the server restarted or the network failed; no backup "
+                    "was written; a retry may succeed"
+                )
             line = tool_error(self._tool).removeprefix("pg_dump: ")
             if "statement timeout" in line or "could not obtain lock" in line:
                 # pg_dump sets statement_timeout only while it locks tables (--lock-wait-timeout).
@@ -165,7 +182,7 @@ def start_dump(connector: Connector, progress: Progress) -> Iterator[PostgresDum
         )
         tool.name = tool_name(argv)
         widen_pipe(tool.stdout)
-        stream = PostgresDump(conn, tool, tables, items)
+        stream = PostgresDump(conn, tool, tables, items, where=connector.where)
         try:
             yield stream
         finally:

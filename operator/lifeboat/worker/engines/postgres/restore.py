@@ -44,12 +44,19 @@ from lifeboat.worker.engines.postgres.archive import (
 from lifeboat.worker.engines.postgres.catalog import USER_SCHEMAS
 from lifeboat.worker.engines.postgres.connection import Connector, first_line
 from lifeboat.worker.engines.postgres.preflight import cannot_create_database
-from lifeboat.worker.engines.postgres.tools import RESTORING_TABLE, ItemTracker, tool_error
+from lifeboat.worker.engines.postgres.tools import (
+    RESTORING_TABLE,
+    ItemTracker,
+    lost_connection,
+    tool_error,
+)
 from lifeboat.worker.errors import (
     DatabaseError,
     DatabaseNotFound,
+    DatabaseUnreachable,
     LifeboatError,
     RestoreError,
+    ServerDiskFull,
     VerificationFailed,
 )
 from lifeboat.worker.manifest import Manifest
@@ -60,6 +67,9 @@ from lifeboat.worker.streams import CHUNK_SIZE, Readable
 _HOLD_BACK = 64 * 1024
 _VERIFY_MARKER = "lifeboat verification failed: "
 _MISSING_ROLE = re.compile(r'role "(?P<role>[^"]+)" does not exist')
+# The server's own volume full (SQLSTATE 53100, or a quota): `could not extend file "...": No
+# space left on device` while loading, `could not write to file` for a sort or a temp file.
+_DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|could not extend file")
 
 # The only COMMIT that may end a restore is the one after the verification block: a deferred
 # constraint trigger checks, at commit time, the flag that only that block sets.
@@ -310,15 +320,30 @@ def split_final_commit(tail: bytes) -> bytes:
 def feed(sink: IO[bytes], source: Readable) -> bool:
     """Write `source` to its end into pg_restore.
 
-    False when pg_restore stopped reading (it exited: the caller asks it why). Errors of
-    `source.read` propagate unchanged: they are the reason the restore stops.
+    False when pg_restore stopped reading (it exited, or was killed and its pipe closed because
+    psql went away: the caller asks why). Errors of `source.read` propagate unchanged: they are
+    the reason the restore stops.
     """
+    while chunk := source.read(CHUNK_SIZE):
+        if not _write(sink, chunk):
+            return False
+    return _write(sink, b"")
+
+
+def _write(sink: IO[bytes], data: bytes) -> bool:
+    """Write and flush; False when the pipe is broken or was closed under us (the relay kills
+    pg_restore, closing this pipe, when psql fails: a race with this write)."""
     try:
-        while chunk := source.read(CHUNK_SIZE):
-            sink.write(chunk)
-        sink.flush()
+        if data:
+            sink.write(data)
+        else:
+            sink.flush()
     except BrokenPipeError:
         return False
+    except ValueError:  # "write to closed file"
+        if sink.closed:
+            return False
+        raise
     return True
 
 
@@ -466,7 +491,7 @@ class SingleTransactionRestore:
             except BrokenPipeError:
                 raise self._psql_failure(psql) from None
             if psql.wait() != 0:
-                raise self._psql_failure(psql)
+                raise self._psql_failure(psql, commit_sent=True)
             committed = True
             items.finish()
         finally:
@@ -511,13 +536,32 @@ class SingleTransactionRestore:
             f"{sql_string(expected)}, true);\n{_VERIFY_ROW_COUNTS}"
         ).encode()
 
-    def _psql_failure(self, psql: ToolProcess) -> RestoreError:
-        """psql stopped at an error (or was cut off): name the statement's error, nothing else."""
+    def _psql_failure(
+        self, psql: ToolProcess, *, commit_sent: bool = False
+    ) -> RestoreError | DatabaseUnreachable | ServerDiskFull:
+        """psql stopped at an error (or was cut off): name the statement's error, nothing else.
+        A session cut by the server (a restart, a crash) is DatabaseUnreachable: the server
+        rolled the transaction back, and a retry may succeed. Cut after our COMMIT was sent,
+        whether it took effect cannot be known, and the error says so."""
         try:
             psql.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             psql.kill()
         psql.wait()
+        lost = lost_connection(psql)
+        if lost is not None:
+            outcome = (
+                "it was lost after the COMMIT was sent, so whether the restore took effect is "
+                "unknown: check the target, or restore again"
+                if commit_sent
+                else "the transaction was rolled back and the target is unchanged; a retry may "
+                "succeed"
+            )
+            return DatabaseUnreachable(
+                f"the connection to PostgreSQL at {self._connector.where} was lost while "
+                f"restoring into '{self._database}' ({re.sub(r'^psql:[^:]*:[0-9]+: ', '', lost)}): "
+                f"the server restarted or the network failed; {outcome}"
+            )
         line = tool_error(psql)
         if _VERIFY_MARKER in line:
             problems = line.split(_VERIFY_MARKER, 1)[1]
@@ -526,6 +570,13 @@ class SingleTransactionRestore:
                 problems.split("; "),
             )
         reason = re.sub(r"^psql:[^:]*:\d+: ", "", line)
+        if _DISK_FULL.search(line):
+            return ServerDiskFull(
+                f"the PostgreSQL server at {self._connector.where} ran out of disk space while "
+                f"restoring into '{self._database}' ({reason}): the transaction was rolled back "
+                "and the target is unchanged; free space on the server's volume (or grow it), "
+                "then restore again"
+            )
         missing_role = _MISSING_ROLE.search(line)
         hint = (
             f" (roles are not part of a database backup: create role "

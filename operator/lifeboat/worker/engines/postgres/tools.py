@@ -20,6 +20,30 @@ DUMPING_TABLE = re.compile(r'dumping contents of table "(?P<name>.+)"$')
 RESTORING_TABLE = re.compile(r'processing data for table "(?P<name>.+)"$')
 
 
+# What libpq and the server say when a session ends under a tool's feet: a restart or shutdown
+# of the server (fast or immediate), a crash of another backend, the network going away.
+_LOST_CONNECTION = re.compile(
+    r"terminating connection due to (administrator command|unexpected postmaster exit)"
+    r"|terminating connection because of crash of another server process"
+    r"|server closed the connection unexpectedly"
+    r"|the database system is (shutting down|starting up|in recovery mode)"
+    r"|no connection to the server"
+    r"|could not (receive|send) data (from|to) server"
+    r"|connection to server .* failed"
+    r"|SSL SYSCALL error|SSL connection has been closed unexpectedly"
+    r"|lost synchronization with server"
+)
+
+
+def lost_connection(tool: ToolProcess) -> str | None:
+    """The line saying the tool's session with the server was cut, if that is why it failed:
+    a retry may then succeed, and the error must say so rather than blame the data."""
+    for line in tool.error_lines():
+        if _LOST_CONNECTION.search(line):
+            return line
+    return None
+
+
 def tool_error(tool: ToolProcess) -> str:
     """The tool's own error line (not a verbose line that happens to name a table 'errors')."""
     for line in tool.error_lines():
