@@ -41,6 +41,7 @@ from lifeboat.controller.jobs import (
     open_unfinished,
     post_event,
     reconcile_job,
+    refuse_disallowed_job,
     resource_lock,
     write_verdict,
 )
@@ -87,14 +88,8 @@ def reconcile_backup(
             return None
         target, backup = opened
         if not target.status.get("jobName"):
-            refusal = job_refusal(
-                backup.spec.job,
-                namespace=target.namespace,
-                defaults=config.job_defaults,
-                policy=config.job_policy,
-            )
+            refusal = refuse_disallowed_job(api, target, backup.spec.job, config)
             if refusal is not None:
-                write_verdict(api, target, refusal)
                 return refusal.phase
         resolved = resolve_storage(
             api,

@@ -48,13 +48,13 @@ from lifeboat.controller.jobs import (
     open_unfinished,
     post_event,
     reconcile_job,
+    refuse_disallowed_job,
     resource_lock,
     write_verdict,
 )
 from lifeboat.controller.metrics import database_identity
 from lifeboat.controller.schedule_decisions import newest_completed, view_backup
 from lifeboat.controller.storage import STORE_NOT_FOUND, age_seconds, backup_location
-from lifeboat.controller.tenancy import job_refusal
 from lifeboat.controller.transitions import TERMINAL_PHASES, Verdict
 from lifeboat.kube.objects import list_custom, patch_status, read_custom
 
@@ -99,14 +99,7 @@ def reconcile_drill(
                 hints=_hints(drill, recorded),
             )
             return
-        refused = job_refusal(
-            drill.spec.job,
-            namespace=target.namespace,
-            defaults=config.job_defaults,
-            policy=config.job_policy,
-        )
-        if refused is not None:
-            write_verdict(api, target, refused)
+        if refuse_disallowed_job(api, target, drill.spec.job, config) is not None:
             return
         resolved = _resolve_backup(api, target, drill, config)
         if resolved is None:

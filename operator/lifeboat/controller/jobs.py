@@ -18,11 +18,12 @@ import kopf
 from kubernetes import client
 from pydantic import BaseModel, ValidationError
 
-from lifeboat.api import Phase, describe_validation_error
+from lifeboat.api import JobOptions, Phase, describe_validation_error
 from lifeboat.contract import Object
 from lifeboat.controller import metrics
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.field_hints import FieldHints, with_field_hint
+from lifeboat.controller.tenancy import job_refusal
 from lifeboat.controller.transitions import (
     TERMINAL_PHASES,
     JobState,
@@ -59,8 +60,21 @@ def resource_lock(plural: str, namespace: str, name: str) -> threading.Lock:
 
 
 def post_event(obj: Object, event_type: str, reason: str, message: str) -> None:
-    """A Kubernetes Event on the resource: `kubectl describe` tells its story."""
-    kopf.event(cast(kopf.Body, obj), type=event_type, reason=reason, message=message)
+    """A Kubernetes Event on the resource: `kubectl describe` tells its story.
+
+    Best effort, never a reason to fail a handler: kopf queues it and posts it with its own
+    retries (a refused post is logged and dropped); a failure to queue it is logged here."""
+    try:
+        kopf.event(cast(kopf.Body, obj), type=event_type, reason=reason, message=message)
+    except Exception as exc:  # noqa: BLE001 - an Event is a courtesy, the status is the record
+        meta = obj.get("metadata") or {}
+        log.warning(
+            "could not post Event %s on %s/%s: %r",
+            reason,
+            meta.get("namespace"),
+            meta.get("name"),
+            exc,
+        )
 
 
 def now_iso() -> str:
@@ -160,7 +174,9 @@ def job_start_failure(
         for uid in start_event_uids(job, pods):
             events += list_warning_events(api, namespace, uid)
     except KubeError as exc:
-        if namespace not in _events_unreadable:
+        if exc.transient:  # not a permission problem: the next reconcile reads them again
+            log.warning("could not read Events in %s this time: %s", namespace, exc)
+        elif namespace not in _events_unreadable:
             _events_unreadable.add(namespace)
             log.warning("cannot read Events in %s (grant list on events): %s", namespace, exc)
     return start_failure(job, pods, events, datetime.now(UTC), config.start_limits)
@@ -176,6 +192,22 @@ def write_verdict(
 ) -> None:
     """Write a phase (without a Job: invalid spec, waiting) and post an Event if it changed."""
     write_status(api, target, verdict, view_job(None), job_name=job_name, extra=extra)
+
+
+def refuse_disallowed_job(
+    api: client.ApiClient, target: Target, options: JobOptions | None, config: OperatorConfig
+) -> Verdict | None:
+    """Fail `target` when its `spec.job` names an image or a ServiceAccount the operator does not
+    allow (its allow-lists), before any Job exists; the verdict written, else None."""
+    refusal = job_refusal(
+        options,
+        namespace=target.namespace,
+        defaults=config.job_defaults,
+        policy=config.job_policy,
+    )
+    if refusal is not None:
+        write_verdict(api, target, refusal)
+    return refusal
 
 
 def write_status(

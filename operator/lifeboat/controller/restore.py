@@ -38,6 +38,7 @@ from lifeboat.controller.jobs import (
     open_unfinished,
     post_event,
     reconcile_job,
+    refuse_disallowed_job,
     resource_lock,
     write_verdict,
 )
@@ -54,7 +55,6 @@ from lifeboat.controller.storage import (
     backup_location,
     resolve_storage,
 )
-from lifeboat.controller.tenancy import job_refusal
 from lifeboat.controller.transitions import TERMINAL_PHASES, Verdict
 from lifeboat.kube.objects import list_custom, patch_status, read_custom
 
@@ -108,14 +108,7 @@ def reconcile_restore(
                 hints=_field_hints(restore, recorded),
             )
             return
-        tenancy = job_refusal(
-            restore.spec.job,
-            namespace=target.namespace,
-            defaults=config.job_defaults,
-            policy=config.job_policy,
-        )
-        if tenancy is not None:
-            write_verdict(api, target, tenancy)
+        if refuse_disallowed_job(api, target, restore.spec.job, config) is not None:
             return
         resolved = _resolve_source(api, target, restore, config)
         if resolved is None:

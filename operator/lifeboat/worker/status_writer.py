@@ -3,9 +3,9 @@
 Inside a Job the worker writes `status.progress` (at most one write per `min_interval` seconds,
 `PROGRESS_WRITE_INTERVAL` by default, per object, and always the final one) and, at the end, the
 artifact (Backup) or the verification (Restore). Phase and conditions are the controller's: one
-writer per field. A flaky API never fails a backup: a progress write that fails is logged and
-skipped; only the final result is retried, because without it the controller cannot call the
-work Completed.
+writer per field. A flaky API never fails a backup: a progress write that fails (throttled, a
+5xx, a Conflict, a dropped connection) is logged and skipped; only the final result is retried,
+because without it the controller cannot call the work Completed.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from lifeboat.api.restore import PLAN_LIST_LIMIT
 from lifeboat.contract import ENV_STATUS_TARGET, ExitCode
 from lifeboat.kube.client import make_api_client
 from lifeboat.kube.objects import KubeError, patch_status
+from lifeboat.kube.retry import DEFAULT_POLICY, RetryPolicy
 from lifeboat.worker.errors import LifeboatError, UsageError
 from lifeboat.worker.manifest import Manifest
 from lifeboat.worker.pipeline import RestoreReport
@@ -50,6 +51,12 @@ operator's phase changes, the worker's final progress and result) a Backup or Re
 than 0.5 status writes per second while its Job runs (docs/benchmarks.md measures it for 1,000 at
 once); `kubectl get -w` still sees progress move every few seconds."""
 MAX_MISMATCHES = 20  # status must stay small; the message has the rest
+PROGRESS_POLICY = RetryPolicy(attempts=1)
+"""A progress write is tried once: the next one is a few seconds away, and the work must not
+wait on the API server for it."""
+FINAL_WRITE_ATTEMPTS = 5
+"""Rounds of a final write (each one retried by `DEFAULT_POLICY` within): about 15 s of a
+failing API server before the worker gives up with StatusWriteFailed."""
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 """In a Pod: its own namespace, written by the kubelet; the Job's spec cannot change it."""
 
@@ -153,7 +160,7 @@ class StatusWriter:
             self._write_with_retries(body)
             return
         try:
-            self._patch(body)
+            self._patch(body, PROGRESS_POLICY)
         except KubeError as exc:
             log.warning("could not write progress to %s: %s", self._where(), exc)
 
@@ -249,12 +256,17 @@ class StatusWriter:
             {"plan": status.to_api_dict(), "verification": verification.to_api_dict()}
         )
 
-    def _patch(self, body: dict[str, Any]) -> None:
-        if patch_status(self._api, self.plural, self.namespace, self.name, body) is None:
+    def _patch(self, body: dict[str, Any], policy: RetryPolicy = DEFAULT_POLICY) -> None:
+        written = patch_status(
+            self._api, self.plural, self.namespace, self.name, body, policy=policy
+        )
+        if written is None:
             raise StatusWriteFailed(f"{self._where()} no longer exists")
         self.writes += 1
 
-    def _write_with_retries(self, body: dict[str, Any], attempts: int = 5) -> None:
+    def _write_with_retries(
+        self, body: dict[str, Any], attempts: int = FINAL_WRITE_ATTEMPTS
+    ) -> None:
         delay = 0.5
         for attempt in range(1, attempts + 1):
             try:

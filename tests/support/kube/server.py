@@ -6,7 +6,9 @@ loop. Compared to stock kmock 0.8 it adds what a cluster does and an operator re
 object metadata (uid, resourceVersion, generation, timestamps), 404/409/410/422 `Status`
 errors, finalizers and deletion, ownerReference garbage collection, the `/status`
 subresource, CRD schema pruning/defaulting/validation (incl. CEL), resourceVersion-
-and selector-aware watches with bookmarks, Table printing, pods/log and discovery.
+and selector-aware watches with bookmarks, Table printing, pods/log and discovery. Tests
+inject a flaky API through `faults` (see faults.py): error Statuses, resets, dropped watches,
+compaction.
 
 kmock internals relied upon (pinned `kmock==0.8`): `KubernetesEmulator` as the base
 class (its attrs fields `_objects`, `_resources`, `_requests`, `_payloads`), the
@@ -57,6 +59,7 @@ from .errors import (
     method_not_allowed,
     not_found,
 )
+from .faults import Faults
 from .loops import start_loop_thread, stop_loop_thread
 from .podlogs import PodLogs
 from .printing import table
@@ -207,6 +210,8 @@ class KubeServer(kmock.KubernetesEmulator):
     pod_logs: PodLogs = attrs.field(factory=PodLogs)
 
     internal_errors: list[BaseException] = attrs.field(factory=list, init=False)
+    faults: Faults = attrs.field(init=False)
+    _watches: dict[int, aiohttp.web.BaseRequest] = attrs.field(factory=dict, init=False)
     _registry: Registry = attrs.field(init=False)
     _crd_docs: list[dict[str, Any]] = attrs.field(factory=list, init=False)
     _rv: int = attrs.field(default=0, init=False)
@@ -225,6 +230,7 @@ class KubeServer(kmock.KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         # NB: deliberately not calling the parent's: it registers kmock's own fallback reactions
         # (state kept in _handle(), 500 on JSON-patch test failures, ...), which we replace.
+        self.faults = Faults(drop=self.drop_watches, compact=self.compact)
         self._registry = Registry(self._resources)
         self._registry.load_builtins()
         self._crd_docs = load_crd_documents(self.crd_paths)
@@ -316,6 +322,7 @@ class KubeServer(kmock.KubernetesEmulator):
             self._requests.clear()
             self._payloads.clear()
             self.internal_errors.clear()
+            self.faults.clear()
             self._registry = Registry(self._resources)
             self._resources.clear()
             self._registry.load_builtins()
@@ -408,7 +415,16 @@ class KubeServer(kmock.KubernetesEmulator):
             subresource=route.subresource if route else None,
         )
         self._requests.append(request)
+        fault = self.faults.take(raw.method, raw.path, data)
+        if fault is not None and fault.reset:
+            if raw.transport is not None:
+                raw.transport.abort()  # no answer at all: the client sees the connection reset
+            return aiohttp.web.Response(status=500)
         try:
+            if fault is not None and fault.commit:
+                await self._dispatch(request, route)  # it happens; the client is told otherwise
+            if fault is not None:
+                raise fault.error(raw.path)
             if self._payloads:  # user-defined kmock reactions take precedence, e.g. fault injection
                 try:
                     return await apps.RawHandler._handle(self, request)
@@ -1602,6 +1618,7 @@ class KubeServer(kmock.KubernetesEmulator):
         raw = request._raw_request
         assert raw is not None
         await response.prepare(raw)
+        self._watches[id(raw)] = raw
 
         table_version = _accepts_table(request.headers.get("Accept", ""))
 
@@ -1626,6 +1643,7 @@ class KubeServer(kmock.KubernetesEmulator):
         deadline = loop.time() + timeout
         try:
             if expired:
+                self.faults.record("GET", raw.path, 410, "Expired")
                 await send(
                     "ERROR",
                     gone(
@@ -1657,7 +1675,35 @@ class KubeServer(kmock.KubernetesEmulator):
             await response.write_eof()
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             pass
+        finally:
+            self._watches.pop(id(raw), None)
         return response
+
+    def drop_watches(self) -> int:
+        """Abort the connection of every open watch (see `Faults.drop_watches`)."""
+
+        def drop() -> int:
+            dropped = 0
+            for key, raw in list(self._watches.items()):
+                del self._watches[key]
+                if raw.transport is not None and not raw.transport.is_closing():
+                    raw.transport.abort()
+                    self.faults.record("GET", raw.path, None, "WatchDropped")
+                    dropped += 1
+            return dropped
+
+        return self.call(drop)
+
+    def compact(self) -> int:
+        """Forget every resource's history up to now (see `Faults.compact`)."""
+
+        def compact() -> int:
+            revision = self._next_rv()  # every version handed out so far is now too old
+            for storage in {res for res, _, _ in self._objects} | set(self._events):
+                self._compacted[storage] = revision
+            return revision
+
+        return self.call(compact)
 
     def _events_after(self, storage: kmock.resource, cursor: int) -> list[_Event]:
         log = self._events.get(storage)
