@@ -57,6 +57,10 @@ PACKAGE = ROOT / "operator" / "lifeboat"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
+LEASES_GET, LEASES_CREATE, LEASES_UPDATE = (
+    ("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")
+)
+LEADER_ELECTION: set[Permission] = {LEASES_GET, LEASES_CREATE, LEASES_UPDATE}
 CUSTOM = (BACKUP_PLURAL, RESTORE_PLURAL, DRILL_PLURAL)
 """The kinds the worker reports on (its Backup's, Restore's or RestoreDrill's status)."""
 OPERATOR_CUSTOM = (*CUSTOM, STORE_PLURAL, SCHEDULE_PLURAL)
@@ -86,6 +90,11 @@ def client_methods(plurals: tuple[str, ...]) -> dict[str, list[Permission]]:
         ],
         "delete_namespaced_custom_object": [(GROUP, BACKUP_PLURAL, "delete")],
         "patch_namespaced_custom_object": [(GROUP, BACKUP_PLURAL, "patch")],
+        # Leader election (lifeboat.kube.leases): granted by files/rbac/leader-election.yaml,
+        # in the release's namespace only.
+        "read_namespaced_lease": [LEASES_GET],
+        "create_namespaced_lease": [LEASES_CREATE],
+        "replace_namespaced_lease": [LEASES_UPDATE],
     }
 
 
@@ -286,16 +295,24 @@ def _module_calls(tree: ast.Module) -> dict[str, set[str]]:
     return resolved
 
 
+KUBE_MODULES = ("objects", "leases")
+"""The modules of lifeboat.kube the operator and the worker call the API through."""
+
+
 def kube_calls_of(layer: str) -> set[str]:
-    """The client methods behind every lifeboat.kube.objects function that `layer` imports."""
-    objects = PACKAGE / "kube" / "objects.py"
-    calls = _module_calls(ast.parse(objects.read_text(encoding="utf-8")))
-    imported: set[str] = set()
-    for path in (PACKAGE / layer).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module == "lifeboat.kube.objects":
-                imported |= {alias.name for alias in node.names}
-    return set().union(*(calls[name] for name in imported if name in calls))
+    """The client methods behind every lifeboat.kube.objects or lifeboat.kube.leases function
+    that `layer` imports."""
+    needed: set[str] = set()
+    for module in KUBE_MODULES:
+        source = (PACKAGE / "kube" / f"{module}.py").read_text(encoding="utf-8")
+        calls = _module_calls(ast.parse(source))
+        imported: set[str] = set()
+        for path in (PACKAGE / layer).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module == f"lifeboat.kube.{module}":
+                    imported |= {alias.name for alias in node.names}
+        needed |= set().union(*(calls[name] for name in imported if name in calls))
+    return needed
 
 
 def permissions_of(methods: set[str], plurals: tuple[str, ...]) -> set[Permission]:
@@ -351,6 +368,7 @@ def test_the_code_tables_cover_real_calls() -> None:
     """The derivation finds the calls it should: guards against a regex or AST walk that quietly
     finds nothing."""
     assert {"create_namespaced_job", "list_namespaced_pod"} <= kube_calls_of("controller")
+    assert {"read_namespaced_lease", "replace_namespaced_lease"} <= kube_calls_of("controller")
     assert kube_calls_of("worker") == {"patch_namespaced_custom_object_status"}
     assert ("batch", "jobs", "watch") in kopf_handler_permissions()
     assert (GROUP, BACKUP_PLURAL, "patch") in kopf_handler_permissions()
@@ -358,14 +376,15 @@ def test_the_code_tables_cover_real_calls() -> None:
 
 def test_the_api_is_called_only_through_kube_objects() -> None:
     """What the derivation relies on: no other module calls the Kubernetes API directly, and
-    kube.objects' functions are imported by name (so the layers' imports say what they call).
+    kube.objects' and kube.leases' functions are imported by name (so the layers' imports say
+    what they call).
 
     kube.resources is the kubectl plugin's client: it runs with the user's own credentials, not
     the operator's, and an import-linter contract keeps the operator and the worker off it."""
     api_call = re.compile(r"_namespaced_|_for_all_namespaces|_cluster_custom_object")
     offenders = []
     for path in PACKAGE.rglob("*.py"):
-        if path in (PACKAGE / "kube" / "objects.py", PACKAGE / "kube" / "resources.py"):
+        if path.parent == PACKAGE / "kube" and path.stem in (*KUBE_MODULES, "resources"):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Attribute) and api_call.search(node.attr):
@@ -376,7 +395,7 @@ def test_the_api_is_called_only_through_kube_objects() -> None:
                 imported = {alias.name for alias in node.names}
             else:
                 continue
-            if "lifeboat.kube.objects" in imported:
+            if imported & {f"lifeboat.kube.{module}" for module in KUBE_MODULES}:
                 offenders.append(f"{path.relative_to(PACKAGE)}: imports the module, not names")
     assert offenders == [], "call the API through functions of lifeboat.kube.objects"
 
@@ -413,20 +432,28 @@ def test_rbac_template_includes_each_rule_file_in_its_cluster_role() -> None:
 
 
 def test_no_wildcards_and_no_secrets() -> None:
-    for name in ("operator-cluster", "operator", "worker"):
+    for name in ("operator-cluster", "operator", "worker", "leader-election"):
         for group, resource, verb in granted(rules(name)):
             assert "*" not in (group, resource, verb), name
             assert resource != "secrets", f"{name} must not read Secrets: the kubelet does"
 
 
+def operator_grants() -> set[Permission]:
+    return (
+        granted(rules("operator"))
+        | granted(rules("operator-cluster"))
+        | granted(rules("leader-election"))
+    )
+
+
 def test_operator_is_granted_everything_its_code_and_kopf_use() -> None:
-    grants = granted(rules("operator")) | granted(rules("operator-cluster"))
+    grants = operator_grants()
     missing = sorted(operator_needs() - grants)
     assert missing == [], "add these to charts/lifeboat/files/rbac/operator*.yaml"
 
 
 def test_operator_is_granted_nothing_unexplained() -> None:
-    grants = granted(rules("operator")) | granted(rules("operator-cluster"))
+    grants = operator_grants()
     unexplained = sorted(grants - operator_needs() - OPERATOR_SPARES)
     assert unexplained == [], "remove them, or mark them spare in OPERATOR_SPARES and files/rbac/"
 
@@ -437,6 +464,15 @@ def test_cluster_scoped_resources_are_granted_cluster_wide() -> None:
     assert not namespaced & CLUSTER_SCOPED
     cluster = {resource for _, resource, _ in granted(rules("operator-cluster"))}
     assert cluster == CLUSTER_SCOPED
+
+
+def test_leases_are_granted_only_by_the_leader_election_role() -> None:
+    """The Lease is in the release's namespace: a Role there, not the per-watched-namespace or
+    cluster-wide roles, and nothing else in that Role."""
+    assert granted(rules("leader-election")) == LEADER_ELECTION
+    assert operator_needs() >= LEADER_ELECTION, "the code no longer uses leases: drop the Role"
+    for name in ("operator", "operator-cluster", "worker"):
+        assert not {resource for _, resource, _ in granted(rules(name))} & {"leases"}, name
 
 
 def test_worker_is_granted_what_it_uses_and_no_more() -> None:
@@ -468,10 +504,11 @@ def test_deployment_passes_only_flags_lifeboat_operator_accepts() -> None:
     assert {"--all-namespaces", "--namespace"} <= flags
 
 
-def test_deployment_runs_one_standalone_operator_on_a_read_only_root() -> None:
+def test_deployment_runs_one_operator_without_leader_election_on_a_read_only_root() -> None:
     text = (TEMPLATES / "deployment.yaml").read_text(encoding="utf-8")
-    assert "replicas: 1\n" in text
-    assert "type: Recreate" in text
+    without = text[text.index("{{- else }}") : text.index("{{- end }}\n  selector:")]
+    assert "replicas: 1\n" in without
+    assert "type: Recreate" in without
     assert 'command: ["lifeboat"]' in text
     assert re.search(r"- name: tmp\n\s+mountPath: /tmp\n", text)
     assert re.search(r"- name: tmp\n\s+emptyDir: {}\n", text)
@@ -619,7 +656,10 @@ def test_rendered_worker_role_patches_only_status_and_only_in_its_own_namespace(
         }
     ]
     assert granted(roles["lifeboat-worker"]["rules"]) == WORKER_CEILING
-    assert find(documents, "Role") == []
+    # The only Role is the operator's, for its leader election Lease.
+    assert [doc["metadata"]["name"] for doc in find(documents, "Role")] == [
+        "lifeboat-leader-election"
+    ]
     worker_cluster_bindings = [
         doc
         for doc in find(documents, "ClusterRoleBinding")
@@ -918,6 +958,8 @@ NON_DEFAULT_VALUES: dict[str, Any] = {
         },
     },
     "rbac": {"userRoles": True},
+    "replicaCount": 2,
+    "leaderElection": {"leaseDurationSeconds": 30, "renewDeadlineSeconds": 20},
     "metrics": {
         "serviceMonitor": {"enabled": True},
         "prometheusRule": {"enabled": True},
@@ -953,8 +995,12 @@ CUSTOM_KINDS = {
         pytest.param({}, id="defaults"),
         pytest.param(NON_DEFAULT_VALUES, id="non-defaults"),
         pytest.param(
-            {"operator": {"allNamespaces": True}, "rbac": {"create": False, "userRoles": False}},
-            id="all-namespaces-no-rbac",
+            {
+                "operator": {"allNamespaces": True},
+                "rbac": {"create": False, "userRoles": False},
+                "leaderElection": {"enabled": False},
+            },
+            id="all-namespaces-no-rbac-no-leader-election",
         ),
     ],
 )
@@ -1150,3 +1196,97 @@ def test_a_malformed_probe_endpoint_is_a_usage_error(capsys: pytest.CaptureFixtu
 
     assert main(["operator", "--all-namespaces", "--readiness", "0.0.0.0:8081/readyz"]) == 2
     assert "--readiness: expected http://HOST:PORT/PATH" in capsys.readouterr().err
+
+
+# -- high availability: replicas and leader election -------------------------------------------
+
+
+def test_two_replicas_render_with_leader_election_its_role_and_a_disruption_budget() -> None:
+    """replicaCount: 2 -> two Pods that elect one leader with the Lease <fullname> in the
+    release's namespace, a Role and RoleBinding granting exactly that, a rolling update (the new
+    Pod stands by until the old one hands the Lease over), and a PodDisruptionBudget."""
+    documents = render({"replicaCount": 2})
+    [deployment] = find(documents, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    args = deployment_args(documents)
+    assert args.leader_elect is True
+    election = operator_cli.election_config(args)
+    assert election is not None
+    assert (election.namespace, election.name) == ("lifeboat-system", "lifeboat")
+    timing = election.timing
+    assert (timing.lease_seconds, timing.renew_deadline_seconds, timing.retry_seconds) == (
+        15,
+        10,
+        2,
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+
+    [role] = find(documents, "Role")
+    assert (role["metadata"]["name"], role["metadata"]["namespace"]) == (
+        "lifeboat-leader-election",
+        "lifeboat-system",
+    )
+    assert role["rules"] == rules("leader-election")
+    [binding] = [d for d in find(documents, "RoleBinding") if d["roleRef"]["kind"] == "Role"]
+    assert binding["metadata"]["namespace"] == "lifeboat-system"
+    assert binding["roleRef"]["name"] == "lifeboat-leader-election"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "lifeboat", "namespace": "lifeboat-system"}
+    ]
+    [budget] = find(documents, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_one_replica_also_elects_so_a_rollout_hands_over_without_a_gap() -> None:
+    documents = render({})
+    [deployment] = find(documents, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment_args(documents).leader_elect is True
+    assert find(documents, "PodDisruptionBudget") == []
+
+
+def test_without_leader_election_one_recreated_operator_and_no_lease_role() -> None:
+    documents = render({"leaderElection": {"enabled": False}})
+    [deployment] = find(documents, "Deployment")
+    assert (deployment["spec"]["replicas"], deployment["spec"]["strategy"]) == (
+        1,
+        {"type": "Recreate"},
+    )
+    assert deployment_args(documents).leader_elect is False
+    assert find(documents, "Role") == []
+
+
+def test_two_replicas_without_leader_election_do_not_render() -> None:
+    pytest.importorskip("helm_python", reason="helm-python-sdk is not installed")
+    with pytest.raises(Exception, match=r"replicaCount above 1 needs leaderElection\.enabled"):
+        render({"replicaCount": 2, "leaderElection": {"enabled": False}})
+
+
+def test_the_chart_election_timings_are_accepted_by_the_operator(
+    values: dict[str, Any],
+) -> None:
+    election = values["leaderElection"]
+    args = operator_parser().parse_args(
+        [
+            "--namespace=x",
+            "--leader-elect",
+            f"--leader-election-lease-seconds={election['leaseDurationSeconds']}",
+            f"--leader-election-renew-deadline-seconds={election['renewDeadlineSeconds']}",
+            f"--leader-election-retry-seconds={election['retryPeriodSeconds']}",
+        ]
+    )
+    config = operator_cli.election_config(args)
+    assert config is not None
+    defaults = operator_parser().parse_args(["--namespace=x", "--leader-elect"])
+    default_config = operator_cli.election_config(defaults)
+    assert default_config is not None
+    assert config.timing == default_config.timing, "the chart's defaults are the operator's own"

@@ -12,6 +12,7 @@ from lifeboat.cli.logformat import add_log_format_option
 if TYPE_CHECKING:
     from lifeboat.api.job import JobTemplateOptions
     from lifeboat.controller.config import OperatorConfig
+    from lifeboat.controller.election import ElectionConfig
     from lifeboat.controller.tenancy import JobPolicy
 
 
@@ -145,8 +146,55 @@ def register(commands: Any) -> None:
         help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. :8000 "
         "($LIFEBOAT_METRICS_ADDRESS; default: not served)",
     )
+    election = parser.add_argument_group(
+        "leader election",
+        "Run several operator processes (the chart's replicaCount > 1): one holds a "
+        "coordination.k8s.io/v1 Lease and acts, the others stand by and take over within "
+        "lease duration + retry period of its last renewal (at once when it stops cleanly).",
+    )
+    election.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=_flag_from_env("LIFEBOAT_LEADER_ELECT"),
+        help="act only while holding the leader Lease ($LIFEBOAT_LEADER_ELECT; default: off, "
+        "the chart turns it on)",
+    )
+    election.add_argument(
+        "--leader-election-namespace",
+        default=None,
+        help="namespace of the Lease (default: $POD_NAMESPACE, else the service account's "
+        "namespace, else default)",
+    )
+    election.add_argument(
+        "--leader-election-lease-name",
+        default="lifeboat-operator",
+        help="name of the Lease (default: lifeboat-operator); operators sharing it elect one",
+    )
+    election.add_argument(
+        "--leader-election-lease-seconds",
+        type=int,
+        default=15,
+        help="how long a Lease nobody renews stays its holder's (default: 15)",
+    )
+    election.add_argument(
+        "--leader-election-renew-deadline-seconds",
+        type=float,
+        default=10.0,
+        help="how long the leader acts without renewing before it exits with code 1 "
+        "(default: 10; less than the lease duration)",
+    )
+    election.add_argument(
+        "--leader-election-retry-seconds",
+        type=float,
+        default=2.0,
+        help="how often the leader renews and a standby looks at the Lease (default: 2)",
+    )
     add_log_format_option(parser)
     parser.set_defaults(handler=_operator)
+
+
+def _flag_from_env(variable: str) -> bool:
+    return os.environ.get(variable, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def operator_config(args: argparse.Namespace) -> OperatorConfig:
@@ -263,11 +311,54 @@ def _check_endpoint(flag: str, endpoint: str) -> None:
         raise UsageError(f"lifeboat operator: {flag}: {exc}") from None
 
 
+def election_config(args: argparse.Namespace) -> ElectionConfig | None:
+    """The leader election settings, checked; None without --leader-elect."""
+    from lifeboat.controller.election import ElectionConfig, election_identity
+    from lifeboat.controller.leadership import ElectionTiming
+    from lifeboat.worker.errors import UsageError
+
+    if not args.leader_elect:
+        return None
+    try:
+        timing = ElectionTiming(
+            lease_seconds=args.leader_election_lease_seconds,
+            renew_deadline_seconds=args.leader_election_renew_deadline_seconds,
+            retry_seconds=args.leader_election_retry_seconds,
+        )
+    except ValueError as exc:
+        raise UsageError(f"lifeboat operator: {exc}") from None
+    return ElectionConfig(
+        namespace=args.leader_election_namespace or _own_namespace(),
+        name=args.leader_election_lease_name,
+        identity=election_identity(),
+        timing=timing,
+    )
+
+
+def _own_namespace() -> str:
+    from pathlib import Path
+
+    from lifeboat.kube.client import in_cluster
+
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    service_account = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    if in_cluster() and service_account.exists():
+        return service_account.read_text().strip()
+    return "default"
+
+
 def _operator(args: argparse.Namespace) -> int:
     from lifeboat.controller.operator import run
 
     config = operator_config(args)
+    election = election_config(args)
     if args.readiness is not None:
         _check_endpoint("--readiness", args.readiness)
-    run(config, liveness_endpoint=args.liveness, readiness_endpoint=args.readiness)
+    run(
+        config,
+        liveness_endpoint=args.liveness,
+        readiness_endpoint=args.readiness,
+        election=election,
+    )
     return 0

@@ -206,6 +206,13 @@ STORE_READY: Final = Gauge(
     ["namespace", "store"],
     registry=REGISTRY,
 )
+LEADER: Final = Gauge(
+    "lifeboat_leader",
+    "1 while this operator process acts (it holds the leader Lease, or runs without leader "
+    "election), 0 while it stands by. Summed over the operator's Pods it should be exactly 1.",
+    registry=REGISTRY,
+)
+LEADER.set(1)
 
 
 # -- label values -----------------------------------------------------------------------------
@@ -407,6 +414,11 @@ def operator_started() -> None:
     IN_FLIGHT.forget_all()
 
 
+def leader_changed(*, leader: bool) -> None:
+    """This process became the leader (it acts) or stands by / lost the lead."""
+    LEADER.set(1 if leader else 0)
+
+
 # -- recording: errors, schedules, stores -----------------------------------------------------
 
 P = ParamSpec("P")
@@ -524,6 +536,7 @@ __all__ = [
     "counting_errors",
     "database_identity",
     "job_in_flight",
+    "leader_changed",
     "metric_names",
     "operation_finished",
     "operation_seen_finished",

@@ -8,9 +8,12 @@ run the real operator with a fresh registry against a test API server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import signal
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import kopf
@@ -42,7 +45,8 @@ from lifeboat.controller import metrics
 from lifeboat.controller.backup import clean_up_storage, reconcile_backup
 from lifeboat.controller.config import OperatorConfig
 from lifeboat.controller.drills import reconcile_drill, wake_drills_waiting_for
-from lifeboat.controller.readiness import Insights, serving_readiness
+from lifeboat.controller.election import ElectionConfig, LeaderElector
+from lifeboat.controller.readiness import Insights, serving_readiness, serving_standby_liveness
 from lifeboat.controller.restore import (
     reconcile_restore,
     wake_restores_waiting_for,
@@ -395,22 +399,97 @@ def run(
     *,
     liveness_endpoint: str | None = None,
     readiness_endpoint: str | None = None,
+    election: ElectionConfig | None = None,
 ) -> None:
     """Run the operator until interrupted, with kopf's liveness probe and our readiness probe
-    (see `lifeboat.controller.readiness`) when their endpoints are given."""
-    registry = kopf.OperatorRegistry()
-    register(registry, config)
+    (see `lifeboat.controller.readiness`) when their endpoints are given.
 
-    async def operate() -> None:
-        insights = Insights()
-        async with serving_readiness(readiness_endpoint, insights):
-            await kopf.operator(
-                registry=registry,
-                clusterwide=config.all_namespaces,
-                namespaces=list(config.namespaces),
-                standalone=True,
-                liveness_endpoint=liveness_endpoint,
-                insights=insights,
+    With `election`, the process first stands by until it holds the leader Lease (see
+    `lifeboat.controller.election`): no kopf operator, so no handler, runs before that. Metrics
+    and the probes are served meanwhile. On SIGTERM/SIGINT the leader stops kopf, waits for the
+    handlers in flight, then releases the Lease so a standby takes over at once."""
+    if election is None:
+        registry = kopf.OperatorRegistry()
+        register(registry, config)
+        asyncio.run(_operate(registry, config, liveness_endpoint, readiness_endpoint))
+        return
+    metrics_server = None
+    if config.metrics_address is not None:
+        metrics_server = metrics.serve(config.metrics_address)
+        log.info("serving Prometheus metrics at http://%s/metrics", config.metrics_address)
+    try:
+        registry = kopf.OperatorRegistry()
+        register(registry, dataclasses.replace(config, metrics_address=None))
+        executors = _remember_executor(registry)
+        elector = LeaderElector(_ApiHolder(config), election)
+        metrics.leader_changed(leader=False)
+        asyncio.run(
+            _operate_when_elected(
+                registry, config, elector, executors, liveness_endpoint, readiness_endpoint
             )
+        )
+    finally:
+        if metrics_server is not None:
+            metrics_server.close()
 
-    asyncio.run(operate())
+
+async def _operate(
+    registry: kopf.OperatorRegistry,
+    config: OperatorConfig,
+    liveness_endpoint: str | None,
+    readiness_endpoint: str | None,
+    leader: Callable[[], bool] | None = None,
+) -> None:
+    insights = Insights()
+    async with serving_readiness(readiness_endpoint, insights, leader):
+        await kopf.operator(
+            registry=registry,
+            clusterwide=config.all_namespaces,
+            namespaces=list(config.namespaces),
+            standalone=True,
+            liveness_endpoint=liveness_endpoint,
+            insights=insights,
+        )
+
+
+def _remember_executor(registry: kopf.OperatorRegistry) -> list[Executor]:
+    """kopf's thread pool of sync handlers, once kopf starts: drained before the Lease goes."""
+    executors: list[Executor] = []
+
+    @kopf.on.startup(id="leader-handler-threads", registry=registry)
+    async def remember(settings: kopf.OperatorSettings, **_: Any) -> None:
+        executors.append(settings.execution.executor)
+
+    return executors
+
+
+async def _operate_when_elected(
+    registry: kopf.OperatorRegistry,
+    config: OperatorConfig,
+    elector: LeaderElector,
+    executors: list[Executor],
+    liveness_endpoint: str | None,
+    readiness_endpoint: str | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)  # kopf installs its own once it runs
+    async with (
+        serving_readiness(readiness_endpoint, Insights(), lambda: elector.leader),
+        serving_standby_liveness(liveness_endpoint),
+    ):
+        elected = await asyncio.to_thread(elector.acquire, stop)
+    if not elected:
+        log.info("stopped while standing by for the %s", elector.where)
+        return
+    elector.start_renewing()
+    try:
+        await _operate(
+            registry, config, liveness_endpoint, readiness_endpoint, lambda: elector.leader
+        )
+    finally:
+        for executor in executors:
+            # Handlers already running finish before a standby may start the same work.
+            await asyncio.to_thread(executor.shutdown, wait=True)
+        await asyncio.to_thread(elector.stop_and_release)

@@ -9,6 +9,11 @@ Until then, and again whenever one of them disappears (a CRD deleted), `GET` on 
 answers 503 with what it waits for; then 200. The signal is kopf's own record of what it
 watches (`Insights`, the object its resource and namespace observers fill in), so it is what
 the operator really does, not a guess from outside.
+
+With leader election, a standby (waiting for the leader Lease) is ready: it is doing its job,
+which is to wait, and a Deployment rollout must be able to proceed while the old leader still
+holds the Lease (controller-runtime's standbys pass their readiness checks the same way). The
+body says which it is: `"leader": false`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, Final
 
 from aiohttp import web
@@ -31,7 +36,14 @@ from lifeboat.api import (
     STORE_PLURAL,
 )
 
-__all__ = ["WATCHED", "Insights", "parse_endpoint", "serving_readiness", "waiting_for"]
+__all__ = [
+    "WATCHED",
+    "Insights",
+    "parse_endpoint",
+    "serving_readiness",
+    "serving_standby_liveness",
+    "waiting_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +74,18 @@ def waiting_for(insights: Insights, needed: Collection[tuple[str, str]] = WATCHE
     return missing
 
 
-def readiness_app(insights: Insights, path: str) -> web.Application:
+def readiness_app(
+    insights: Insights, path: str, leader: Callable[[], bool] | None = None
+) -> web.Application:
+    """`leader`: with leader election, whether this process holds the Lease now."""
+
     async def ready(_: web.Request) -> web.Response:
+        if leader is not None and not leader():
+            return web.json_response({"ready": True, "leader": False})
         missing = waiting_for(insights)
         body: dict[str, Any] = {"ready": not missing}
+        if leader is not None:
+            body["leader"] = True
         if missing:
             body["waitingFor"] = missing
         return web.json_response(body, status=503 if missing else 200)
@@ -88,18 +108,47 @@ def parse_endpoint(endpoint: str) -> tuple[str, int, str]:
 
 
 @contextlib.asynccontextmanager
-async def serving_readiness(endpoint: str | None, insights: Insights) -> AsyncIterator[None]:
+async def serving_readiness(
+    endpoint: str | None, insights: Insights, leader: Callable[[], bool] | None = None
+) -> AsyncIterator[None]:
     """Serve the readiness probe at `endpoint` (http://HOST:PORT/PATH) while the block runs;
-    nothing when `endpoint` is None."""
+    nothing when `endpoint` is None. `leader`: see `readiness_app`."""
     if endpoint is None:
         yield
         return
     host, port, path = parse_endpoint(endpoint)
-    runner = web.AppRunner(readiness_app(insights, path), handle_signals=False, shutdown_timeout=1)
+    async with _serving(readiness_app(insights, path, leader), host, port):
+        log.info("serving the readiness probe at %s", endpoint)
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serving_standby_liveness(endpoint: str | None) -> AsyncIterator[None]:
+    """Answer the liveness probe at `endpoint` while the process stands by for the Lease.
+
+    kopf serves liveness only once it runs, and a standby runs no kopf: without this, the
+    kubelet would restart every standby when its probe's failureThreshold is reached. Like
+    kopf's, it answers as long as the event loop does."""
+    if endpoint is None:
+        yield
+        return
+    host, port, path = parse_endpoint(endpoint)
+
+    async def alive(_: web.Request) -> web.Response:
+        return web.json_response({"standby": True})
+
+    app = web.Application()
+    app.add_routes([web.get(path, alive)])
+    async with _serving(app, host, port):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _serving(app: web.Application, host: str, port: int) -> AsyncIterator[None]:
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
-        log.info("serving the readiness probe at %s", endpoint)
         yield
     finally:
         await runner.cleanup()
