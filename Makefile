@@ -47,13 +47,16 @@ typecheck: setup
 	$(BIN)/mypy
 
 ## The whole suite: lint, types, then every test against real servers, the long fault tests
-## (S3 outages of ~30 s, marked `faults`) included. A bare `pytest` leaves those out.
+## (S3 outages of ~30 s, marked `faults`) included. A bare `pytest` leaves those out. Two
+## pytest-xdist workers: much of the suite waits on servers and processes, so two overlap well
+## (each worker starts its own database servers).
+PYTEST_WORKERS ?= 2
 test: system-deps setup lint typecheck
-	$(BIN)/pytest -m ''
+	$(BIN)/pytest -m '' -n $(PYTEST_WORKERS)
 
 ## Only the long fault tests.
 test-faults: system-deps setup
-	$(BIN)/pytest -m faults
+	$(BIN)/pytest -m faults -n $(PYTEST_WORKERS)
 
 unit: setup
 	$(BIN)/pytest tests/unit
