@@ -16,11 +16,24 @@ DOC = ROOT / "docs" / "guarantees.md"
 TEST_REFERENCE = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
 GUARANTEES = [
     "Exactly one Job per request",
+    "The operator survives being killed",
+    "Kubernetes API errors are retried, never doubled",
+    "One active operator",
     "No half-written artifact looks valid",
     "Restores are atomic, or the target is unchanged",
+    "A database restart fails cleanly",
     "Checksum before commit",
+    "Damaged or mismatched backups are refused",
     "Leftovers are cleaned",
     "Bounded retries",
+    "Bad input is refused, naming the field",
+    "No injection",
+    "Encryption at rest",
+    "Secrets never leak",
+    "Namespace isolation",
+    "Tenancy",
+    "TLS in transit",
+    "Least privilege at run time",
 ]
 
 
