@@ -27,7 +27,7 @@ import pytest
 from lifeboat.contract import ExitCode
 from tests.support import mariadb as maria
 from tests.support import postgres as pg
-from tests.support.databases import Database, lifeboat
+from tests.support.databases import Database, lifeboat, listed
 from tests.support.restartable_servers import RestartableMariaDB, RestartablePostgres
 from tests.support.s3_outage import OutageBucket
 from tests.support.shared_targets import owned_pg_database
@@ -108,13 +108,6 @@ def _target(request: pytest.FixtureRequest, engine: str) -> Target:
     return target
 
 
-def _listed(location: str, env: dict[str, str]) -> list[dict[str, Any]]:
-    done = lifeboat("list", location, "--output", "json", env=env)
-    assert done.returncode == 0, done.stderr
-    backups: list[dict[str, Any]] = json.loads(done.stdout)["backups"]
-    return backups
-
-
 @pytest.mark.faults
 @pytest.mark.parametrize("engine", ["postgres", "mariadb"])
 def test_a_server_restarted_mid_dump_fails_the_backup_cleanly_and_leaves_no_backup(
@@ -138,7 +131,7 @@ def test_a_server_restarted_mid_dump_fails_the_backup_cleanly_and_leaves_no_back
     assert "was lost" in line, line
     assert "no backup was written" in line, line
     assert "Traceback" not in err
-    assert _listed(s3.url("restarted"), s3.env) == []
+    assert listed(s3.url("restarted"), s3.env) == []
     assert outage_bucket.object_keys() == [], "a failed backup left objects behind"
     assert outage_bucket.uploads() == [], "a failed backup left its upload open"
 

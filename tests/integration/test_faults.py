@@ -23,15 +23,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 
 from lifeboat.contract import ExitCode
 from tests.support import mariadb as maria
-from tests.support import postgres as pg
-from tests.support.databases import Database, damage, lifeboat, make_database
+from tests.support.databases import big_postgres, damage, lifeboat, listed, make_database
 from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Bucket
 from tests.support.s3_outage import OutageBucket
 from tests.support.worker_process import Snapshot, Worker
@@ -45,35 +43,12 @@ LINK = 10 * MIB
 OUTAGE_SECONDS = 10.0
 
 
-def big_postgres(request: pytest.FixtureRequest, rows: int = BIG_ROWS) -> Database:
-    raw: pg.PgDatabase = request.getfixturevalue("pg_database_factory")()
-    raw.execute(
-        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload "
-        f"FROM generate_series(1, {rows}) g"
-    )
-    raw.execute("ALTER TABLE big ADD PRIMARY KEY (id)")
-    return Database(
-        url=raw.url,
-        env={"LIFEBOAT_DB_PASSWORD": raw.password},
-        fingerprint=raw.fingerprint,
-        execute=raw.execute,
-        orders_table="big",
-    )
-
-
 def uploading(snapshot: Snapshot) -> bool:
     return bool(snapshot["stage"] == "dumping" and snapshot["bytes_done"] > PAST_TWO_PARTS)
 
 
 def restoring(snapshot: Snapshot) -> bool:
     return bool(snapshot["stage"] == "restoring" and snapshot["percent"] >= 10)
-
-
-def listed(location: str, env: dict[str, str]) -> list[dict[str, Any]]:
-    done = lifeboat("list", location, "--output", "json", env=env)
-    assert done.returncode == 0, done.stderr
-    backups: list[dict[str, Any]] = json.loads(done.stdout)["backups"]
-    return backups
 
 
 def last_line(stderr: str) -> str:
@@ -86,7 +61,7 @@ def last_line(stderr: str) -> str:
 def test_a_backup_killed_mid_upload_is_no_backup_and_the_next_run_aborts_its_upload(
     request: pytest.FixtureRequest, outage_bucket: OutageBucket
 ) -> None:
-    db = big_postgres(request)
+    db = big_postgres(request, BIG_ROWS)
     s3_bucket = outage_bucket.bucket
     env = {**db.env, **s3_bucket.env}
     url = s3_bucket.url("team/run")
@@ -173,7 +148,7 @@ def test_a_backup_goes_on_when_its_credentials_may_not_list_leftover_uploads(
 def test_a_directory_backup_killed_mid_write_leaves_only_a_temp_file_the_next_run_removes(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    db = big_postgres(request)
+    db = big_postgres(request, BIG_ROWS)
     location = tmp_path / "backups" / "run"
 
     worker = Worker("backup", db.url, str(location), "--compression", "none", env=db.env)
@@ -279,7 +254,7 @@ def _backup_through_outage(
     *extra: str,
 ) -> None:
     """Back up, take S3 away mid-upload for `seconds`, and prove the backup completes whole."""
-    db = big_postgres(request)
+    db = big_postgres(request, BIG_ROWS)
     server, s3 = outage_bucket.server, outage_bucket.bucket
     env = {**db.env, **s3.env}
     url = s3.url("outage")
@@ -332,7 +307,7 @@ def test_a_backup_survives_a_30_s_s3_outage_with_the_default_storage_timeout(
 def test_a_backup_fails_with_storage_unreachable_within_its_timeout_when_s3_stays_down(
     request: pytest.FixtureRequest, outage_bucket: OutageBucket
 ) -> None:
-    db = big_postgres(request)
+    db = big_postgres(request, BIG_ROWS)
     s3 = outage_bucket.bucket
     url = s3.url("down")
     outage_bucket.server.throttle(LINK)
@@ -366,7 +341,7 @@ def test_a_backup_fails_with_storage_unreachable_within_its_timeout_when_s3_stay
 def test_a_restore_download_survives_s3_refusing_connections_for_10_s(
     request: pytest.FixtureRequest, outage_bucket: OutageBucket
 ) -> None:
-    db = big_postgres(request)
+    db = big_postgres(request, BIG_ROWS)
     s3 = outage_bucket.bucket
     env = {**db.env, **s3.env}
     url = s3.url("restore")
@@ -399,7 +374,7 @@ def test_a_restore_download_survives_s3_refusing_connections_for_10_s(
 def test_a_restore_fails_within_its_timeout_when_s3_stays_down_and_the_target_is_unchanged(
     request: pytest.FixtureRequest, outage_bucket: OutageBucket
 ) -> None:
-    db = big_postgres(request)
+    db = big_postgres(request, BIG_ROWS)
     s3 = outage_bucket.bucket
     env = {**db.env, **s3.env}
     url = s3.url("restore")

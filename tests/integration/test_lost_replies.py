@@ -13,14 +13,10 @@ saying so and publishes nothing.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 
 from lifeboat.contract import ExitCode
-from tests.support import postgres as pg
-from tests.support.databases import Database, damage, lifeboat
+from tests.support.databases import big_postgres, damage, lifeboat, listed
 from tests.support.s3_outage import OutageBucket, no_such_upload_reply
 
 ROWS = 150_000
@@ -34,34 +30,11 @@ def completion(line: bytes) -> bool:
     return line.startswith(b"POST ") and b"uploadId=" in line
 
 
-def postgres_of_two_parts(request: pytest.FixtureRequest) -> Database:
-    raw: pg.PgDatabase = request.getfixturevalue("pg_database_factory")()
-    raw.execute(
-        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload "
-        f"FROM generate_series(1, {ROWS}) g"
-    )
-    raw.execute("ALTER TABLE big ADD PRIMARY KEY (id)")
-    return Database(
-        url=raw.url,
-        env={"LIFEBOAT_DB_PASSWORD": raw.password},
-        fingerprint=raw.fingerprint,
-        execute=raw.execute,
-        orders_table="big",
-    )
-
-
-def listed(location: str, env: dict[str, str]) -> list[dict[str, Any]]:
-    done = lifeboat("list", location, "--output", "json", env=env)
-    assert done.returncode == 0, done.stderr
-    backups: list[dict[str, Any]] = json.loads(done.stdout)["backups"]
-    return backups
-
-
 @pytest.mark.parametrize("retry_answer", ["NoSuchUpload", "success"])
 def test_a_backup_completes_when_the_answer_to_complete_multipart_upload_is_lost(
     request: pytest.FixtureRequest, outage_bucket: OutageBucket, retry_answer: str
 ) -> None:
-    db = postgres_of_two_parts(request)
+    db = big_postgres(request, ROWS)
     server, s3 = outage_bucket.server, outage_bucket.bucket
     env = {**db.env, **s3.env}
     url = s3.url("lost")
@@ -94,7 +67,7 @@ def test_a_backup_fails_clearly_when_the_object_left_by_a_lost_completion_is_not
 ) -> None:
     """The upload completed, then something else replaced the object before the worker's retry:
     NoSuchUpload must not be taken for success."""
-    db = postgres_of_two_parts(request)
+    db = big_postgres(request, ROWS)
     server, s3 = outage_bucket.server, outage_bucket.bucket
     env = {**db.env, **s3.env}
     url = s3.url("replaced")

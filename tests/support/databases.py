@@ -10,6 +10,7 @@ command as a Job would.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -48,6 +49,32 @@ def lifeboat(
         timeout=timeout,
         env={**os.environ, **env},
         check=False,
+    )
+
+
+def listed(location: str, env: dict[str, str]) -> list[dict[str, Any]]:
+    """The backups `lifeboat list` finds at `location`, as its JSON gives them."""
+    done = lifeboat("list", location, "--output", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    backups: list[dict[str, Any]] = json.loads(done.stdout)["backups"]
+    return backups
+
+
+def big_postgres(request: pytest.FixtureRequest, rows: int) -> Database:
+    """A PostgreSQL database (of a non-superuser owner) with one table `big` of `rows` rows of
+    ~70 bytes each: large enough for a multipart upload to be under way."""
+    raw: pg.PgDatabase = request.getfixturevalue("pg_database_factory")()
+    raw.execute(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload "
+        f"FROM generate_series(1, {rows}) g"
+    )
+    raw.execute("ALTER TABLE big ADD PRIMARY KEY (id)")
+    return Database(
+        url=raw.url,
+        env={"LIFEBOAT_DB_PASSWORD": raw.password},
+        fingerprint=raw.fingerprint,
+        execute=raw.execute,
+        orders_table="big",
     )
 
 
