@@ -3,8 +3,9 @@
 The real `lifeboat` worker runs against a PostgreSQL cluster or a mariadbd of this module's own
 (tests/support/restartable_servers.py: the session's shared servers are never restarted) and
 the real S3 server, slowed to a 10 MiB/s link so that the work is still under way when the test
-acts. When the worker's progress shows bytes flowing, the server is restarted (`pg_ctl restart
--m fast`; mariadbd stopped with SIGTERM and started again on its data directory and port):
+acts. When the worker's progress shows bytes flowing, the server is restarted, cleanly
+(`pg_ctl restart -m fast`; mariadbd stopped with SIGTERM) or as in a crash (`-m immediate`;
+mariadbd SIGKILLed, InnoDB recovering at start), on the same data directory and port:
 
 - a backup fails cleanly: a typed error line and a non-zero exit code a Job retries, no
   manifest (`lifeboat list` finds nothing, the bucket holds no object and no upload), and the
@@ -110,8 +111,9 @@ def _target(request: pytest.FixtureRequest, engine: str) -> Target:
 
 @pytest.mark.faults
 @pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+@pytest.mark.parametrize("how", ["clean", "crash"])
 def test_a_server_restarted_mid_dump_fails_the_backup_cleanly_and_leaves_no_backup(
-    request: pytest.FixtureRequest, outage_bucket: OutageBucket, engine: str
+    request: pytest.FixtureRequest, outage_bucket: OutageBucket, engine: str, how: str
 ) -> None:
     target = _target(request, engine)
     db, s3 = target.db, outage_bucket.bucket
@@ -121,7 +123,7 @@ def test_a_server_restarted_mid_dump_fails_the_backup_cleanly_and_leaves_no_back
     outage_bucket.server.throttle(SLOW_LINK)
     worker = Worker("backup", db.url, url, "--compression", "none", env=env)
     worker.wait_for(dumping)
-    target.restart()
+    target.restart(crash=how == "crash")
     code, _, err = worker.finish(timeout=60)
     outage_bucket.server.throttle(None)
 
@@ -138,13 +140,18 @@ def test_a_server_restarted_mid_dump_fails_the_backup_cleanly_and_leaves_no_back
 
 @pytest.mark.faults
 @pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+@pytest.mark.parametrize("how", ["clean", "crash"])
 def test_a_server_restarted_mid_restore_fails_it_cleanly_and_the_target_is_unchanged(
-    request: pytest.FixtureRequest, outage_bucket: OutageBucket, engine: str
+    request: pytest.FixtureRequest, outage_bucket: OutageBucket, engine: str, how: str
 ) -> None:
     target = _target(request, engine)
     db, s3 = target.db, outage_bucket.bucket
     env = {**db.env, **s3.env}
-    url = s3.url("restore-source")
+    url = s3.url(f"restore-source-{how}")
+    # The database is the module's: start from the same state whatever ran before.
+    db.execute("DROP TABLE IF EXISTS late_table")
+    db.execute("DELETE FROM small WHERE id = 2")
+    db.execute("INSERT INTO small VALUES (2)")
     backup = lifeboat("backup", db.url, url, "--compression", "none", "--progress", "none", env=env)
     assert backup.returncode == 0, backup.stderr
     original = db.fingerprint()
@@ -155,7 +162,7 @@ def test_a_server_restarted_mid_restore_fails_it_cleanly_and_the_target_is_uncha
     outage_bucket.server.throttle(LINK)
     worker = Worker("restore", url, db.url, "--no-verify-first", env=env)
     worker.wait_for(restoring)
-    target.restart()
+    target.restart(crash=how == "crash")
     code, _, err = worker.finish(timeout=60)
     outage_bucket.server.throttle(None)
 

@@ -39,8 +39,10 @@ class RestartablePostgres:
     root: Path
     restarts: int = 0
 
-    def restart(self) -> None:
-        """Fast restart: sessions terminated, transactions rolled back, back on the same port."""
+    def restart(self, crash: bool = False) -> None:
+        """Fast restart: sessions terminated, transactions rolled back, back on the same port.
+        With `crash`, an immediate one: every process quits at once, no checkpoint, and the
+        server runs crash recovery when it starts, as after a power cut or an OOM kill."""
         done = subprocess.run(
             pg._as_postgres(
                 [
@@ -48,7 +50,7 @@ class RestartablePostgres:
                     "-D",
                     str(self.server.data_dir),
                     "-m",
-                    "fast",
+                    "immediate" if crash else "fast",
                     "-w",
                     "-t",
                     "60",
@@ -81,9 +83,14 @@ class RestartableMariaDB:
     argv: list[str]
     restarts: int = 0
 
-    def restart(self) -> None:
-        """Clean shutdown (SIGTERM), then the same mariadbd command line again."""
-        maria._stop(self.server.process)
+    def restart(self, crash: bool = False) -> None:
+        """Clean shutdown (SIGTERM), then the same mariadbd command line again. With `crash`,
+        SIGKILL instead: InnoDB recovers from its redo log when the server starts."""
+        if crash:
+            self.server.process.kill()
+            self.server.process.wait(timeout=60)
+        else:
+            maria._stop(self.server.process)
         process = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
