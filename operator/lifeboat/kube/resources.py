@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import urllib3
 from kubernetes import client, config, watch
@@ -198,6 +198,11 @@ def list_objects(conn: Connection, plural: str, namespace: str | None) -> list[O
     return items
 
 
+MAX_WATCH_CUTS: Final = 5
+"""Watch streams cut in a row (no event and no window ending normally in between) before a
+watch fails."""
+
+
 def watch_object(
     conn: Connection, plural: str, namespace: str, name: str, deadline: float | None = None
 ) -> Iterator[Object]:
@@ -206,13 +211,15 @@ def watch_object(
 
     A watch, not polling: each request stays open for at most WATCH_WINDOW seconds (the server
     ends it) and is renewed from the last resourceVersion; an expired resourceVersion (410 Gone)
-    starts again from a fresh read.
+    starts again from a fresh read, and so does a stream cut midway (up to MAX_WATCH_CUTS in
+    a row).
     """
     current = get_object(conn, plural, namespace, name)
     yield current
     version = current["metadata"].get("resourceVersion")
     api = client.CustomObjectsApi(conn.api)
     what = f"watching {plural}.{GROUP} {name!r} in namespace {namespace!r}"
+    cuts = 0
     while deadline is None or time.monotonic() < deadline:
         window = WATCH_WINDOW
         if deadline is not None:
@@ -231,6 +238,7 @@ def watch_object(
                 timeout_seconds=window,
                 _request_timeout=(REQUEST_TIMEOUT, window + REQUEST_TIMEOUT),
             ):
+                cuts = 0
                 obj = event["object"]
                 if isinstance(obj, dict):
                     version = (obj.get("metadata") or {}).get("resourceVersion") or version
@@ -247,7 +255,18 @@ def watch_object(
             version = current["metadata"].get("resourceVersion")
             yield current
         except _UNREACHABLE as exc:
-            raise _error(what, exc) from None
+            # A stream cut midway (an API server restarting or scaling, a load balancer's idle
+            # timeout) is not an answer: read the object again and watch on. A server that is
+            # really gone fails that read; one that keeps cutting fails after a few in a row.
+            cuts += 1
+            if cuts > MAX_WATCH_CUTS:
+                raise _error(what, exc) from None
+            time.sleep(min(0.1 * 2**cuts, 2.0))  # backoff before asking again
+            current = get_object(conn, plural, namespace, name)
+            version = current["metadata"].get("resourceVersion")
+            yield current
+        else:
+            cuts = 0
         finally:
             watcher.stop()
 

@@ -19,6 +19,7 @@ import yaml
 from tests.integration.operator.conftest import GROUP, VERSION, Cluster, OperatorControl, SqliteShop
 
 VENV_BIN = Path(sys.executable).parent
+PLUGIN = ("kubectl", "lifeboat")
 
 
 def plugin_env(**extra: str) -> dict[str, str]:
@@ -436,3 +437,41 @@ def _took(status: dict[str, Any]) -> str:
 def _kubectl_is_installed() -> None:
     if not (VENV_BIN / "kubectl").exists() or not (VENV_BIN / "kubectl-lifeboat").exists():
         pytest.fail("kubectl and kubectl-lifeboat must be installed in the virtualenv (make setup)")
+
+
+def test_wait_watches_on_through_dropped_watch_streams(
+    cluster: Cluster, lifeboat_operator: OperatorControl, sqlite_shop: SqliteShop
+) -> None:
+    """The API server cuts every watch stream (as when it restarts behind a load balancer):
+    `kubectl lifeboat wait` reads the object again and watches on, and sees the Backup end."""
+    assert cluster.server is not None
+    cluster.runner.hold_when(lambda namespace, name: True)
+    cluster.create("backups", "cut", sqlite_shop.spec())
+    job = cluster.wait_for(lambda: cluster.status("backups", "cut").get("jobName"))
+    waiting = subprocess.Popen(
+        [*PLUGIN, "--kubeconfig", str(cluster.kubeconfig), "wait", "backup", "cut"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=plugin_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        plugin_watch = "/apis/lifeboat.dev/v1alpha1/namespaces/default/backups"
+        faults = cluster.server.faults
+
+        def plugin_watches_cut() -> int:
+            return faults.count(reason="WatchDropped", path_glob=plugin_watch)
+
+        for _ in range(3):  # the plugin's watch opens, is cut, and opens again: three times
+            before = plugin_watches_cut()
+            cluster.wait_for(
+                lambda b=before: faults.drop_watches() >= 0 and plugin_watches_cut() > b
+            )
+        cluster.runner.release(job)
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 0, (out, err)
+    assert cluster.status("backups", "cut")["phase"] == "Completed"
