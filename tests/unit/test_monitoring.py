@@ -149,6 +149,7 @@ def test_service_monitor_rule_and_dashboard_when_enabled() -> None:
         "LifeboatRestoreFailed",
         "LifeboatBackupUnverified",
         "LifeboatOperatorDown",
+        "LifeboatNotOneLeader",
         "LifeboatStoreUnreachable",
         "LifeboatReconcileErrors",
     ]
@@ -166,7 +167,7 @@ def test_every_alert_parses_and_its_templates_render(tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rendered_rules()))
     checked = run_promtool("check", "rules", "rules.yaml", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 7 rules found" in checked.stdout
+    assert "SUCCESS: 8 rules found" in checked.stdout
 
 
 def test_alerts_read_only_metrics_the_operator_exports() -> None:
@@ -344,6 +345,28 @@ def test_alerts_fire_for_what_they_are_about_and_nothing_else(tmp_path: Path) ->
                         "eval_time": "35m",
                         "alertname": "LifeboatReconcileErrors",
                         "exp_alerts": [alert("warning", kind="backup")],
+                    },
+                ],
+            },
+            {  # a leader and a standby; then none leads; then two lead
+                "interval": "1m",
+                "input_series": [
+                    series("lifeboat_leader", {**up, "pod": "a"}, "1x10 0x10 1x10"),
+                    series("lifeboat_leader", {**up, "pod": "b"}, "0x10 0x10 1x10"),
+                    series("lifeboat_leader", {**up, "namespace": "elsewhere"}, "1x30"),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "10m", "alertname": "LifeboatNotOneLeader", "exp_alerts": []},
+                    {"eval_time": "14m", "alertname": "LifeboatNotOneLeader", "exp_alerts": []},
+                    {
+                        "eval_time": "17m",
+                        "alertname": "LifeboatNotOneLeader",
+                        "exp_alerts": [alert("critical")],
+                    },
+                    {
+                        "eval_time": "28m",
+                        "alertname": "LifeboatNotOneLeader",
+                        "exp_alerts": [alert("critical")],
                     },
                 ],
             },
