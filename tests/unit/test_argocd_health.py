@@ -57,6 +57,12 @@ def operation(kind: str, verdict: Verdict, **status: Any) -> dict[str, Any]:
             "verified",
         ),
         (
+            Verdict(Phase.COMPLETED, "Completed", "restore completed and verified"),
+            {"notes": ["removed the staged copy an interrupted restore left: /data/.x"]},
+            "Healthy",
+            "verified",
+        ),
+        (
             Verdict(Phase.FAILED, "AuthenticationFailed", "user 'app' was refused"),
             {},
             "Degraded",

@@ -427,6 +427,29 @@ def test_describe_a_dry_run_shows_the_plan() -> None:
     assert lines[-1] == "  <none>"
 
 
+def test_describe_a_restore_shows_its_notes_after_the_verification() -> None:
+    leftover = (
+        "removed the staged copy an interrupted restore left: /data/.shop.db.lifeboat-restore-x1"
+    )
+    restored = obj(
+        "back",
+        {
+            "phase": "Completed",
+            "reason": "Completed",
+            "verification": {"checksumVerified": True, "rowCountsMatched": True},
+            "notes": [leftover, "created database shop"],
+        },
+        {"backupRef": {"name": "nightly-1"}},
+    )
+    lines = describe(RESTORE, restored, [], NOW).splitlines()
+    notes = lines.index("Notes:")
+    assert lines.index("Verification:") < notes
+    assert lines[notes + 1 : notes + 3] == [f"  - {leftover}", "  - created database shop"]
+
+    del restored["status"]["notes"]
+    assert "Notes:" not in describe(RESTORE, restored, [], NOW).splitlines()
+
+
 def test_a_silent_running_worker_is_called_out_from_its_updated_at() -> None:
     status = load_status(
         BackupStatus,

@@ -279,6 +279,12 @@ class RestorePlanStatus(StatusModel):
     """Anything else worth knowing before restoring for real."""
 
 
+NOTES_LIMIT: Final = 10
+"""status.notes keeps at most this many notes (status must stay small)."""
+NOTE_MAX_LENGTH: Final = 1024
+"""Characters of one note in status.notes; a longer one is cut short."""
+
+
 class RestoreStatus(OperationStatus):
     """Observed state of a Restore, written by the operator and its Job."""
 
@@ -299,6 +305,21 @@ class RestoreStatus(OperationStatus):
 
     plan: RestorePlanStatus | None = None
     """spec.dryRun only: what a restore would do, and every check that passed."""
+
+    notes: (
+        Annotated[
+            list[Annotated[str, Field(max_length=NOTE_MAX_LENGTH)]],
+            Field(max_length=NOTES_LIMIT),
+        ]
+        | None
+    ) = None
+    """What a person should know about a restore that succeeded, one line each, written by the
+    worker with the verification: leftovers of an interrupted restore that this one removed
+    (staged tables, a staged SQLite file), parked tables it kept for you to check and drop, a
+    database it created, options that changed ownership or grants. Names of tables, files and
+    roles only, never credentials. At most 10 (the last then says how many more the Job's log
+    has). Absent when there was nothing to say; a dry run's notes are in plan.notes.
+    `kubectl lifeboat describe restore` shows them."""
 
 
 class Restore(ApiModel):

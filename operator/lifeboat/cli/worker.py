@@ -308,6 +308,7 @@ def _restore(args: argparse.Namespace) -> int:
             storage.uri(report.manifest.artifact.key),
             checksum_verified=report.checksum_verified,
             row_counts=report.row_counts,
+            notes=report.notes,
         )
     summary = {
         "result": "restore complete",

@@ -2,10 +2,10 @@
 
 Inside a Job the worker writes `status.progress` (at most one write per `min_interval` seconds,
 `PROGRESS_WRITE_INTERVAL` by default, per object, and always the final one) and, at the end, the
-artifact (Backup) or the verification (Restore). Phase and conditions are the controller's: one
-writer per field. A flaky API never fails a backup: a progress write that fails (throttled, a
-5xx, a Conflict, a dropped connection) is logged and skipped; only the final result is retried,
-because without it the controller cannot call the work Completed.
+artifact (Backup) or the verification and notes (Restore). Phase and conditions are the
+controller's: one writer per field. A flaky API never fails a backup: a progress write that
+fails (throttled, a 5xx, a Conflict, a dropped connection) is logged and skipped; only the final
+result is retried, because without it the controller cannot call the work Completed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,11 @@ from lifeboat.api import (
     ProgressStatus,
     RestorePlanCheck,
     RestorePlanStatus,
+    RestoreStatus,
     RestoreVerification,
     StoredServerSideEncryption,
 )
-from lifeboat.api.restore import PLAN_LIST_LIMIT
+from lifeboat.api.restore import NOTE_MAX_LENGTH, NOTES_LIMIT, PLAN_LIST_LIMIT
 from lifeboat.contract import ENV_STATUS_TARGET, ExitCode
 from lifeboat.kube.client import make_api_client
 from lifeboat.kube.objects import KubeError, patch_status
@@ -131,6 +132,20 @@ def progress_status(snapshot: ProgressSnapshot) -> ProgressStatus:
     )
 
 
+def bounded_notes(notes: Sequence[str]) -> list[str]:
+    """The notes as status.notes holds them: at most `NOTES_LIMIT`, each cut to
+    `NOTE_MAX_LENGTH` characters; when there are more, the last one says how many more the
+    worker's log has (it prints every note)."""
+    lines = [
+        note if len(note) <= NOTE_MAX_LENGTH else note[: NOTE_MAX_LENGTH - 1] + "…"
+        for note in notes
+    ]
+    if len(lines) <= NOTES_LIMIT:
+        return lines
+    more = len(lines) - (NOTES_LIMIT - 1)
+    return [*lines[: NOTES_LIMIT - 1], f"… and {more} more notes in the Job's log"]
+
+
 class StatusWriter:
     """A progress `Reporter` that patches the resource's status subresource."""
 
@@ -197,9 +212,11 @@ class StatusWriter:
         *,
         checksum_verified: bool,
         row_counts: dict[str, int],
+        notes: Sequence[str] = (),
     ) -> None:
         """Record a restore that ended proven: every table's rows matched the manifest (a
-        mismatch fails the restore and reaches status.message instead)."""
+        mismatch fails the restore and reaches status.message instead), and the engine's notes
+        (status.notes) in the same write, so they are there when the Restore is Completed."""
         verification = RestoreVerification(
             checksum_verified=checksum_verified,
             row_counts_matched=True,
@@ -208,7 +225,8 @@ class StatusWriter:
             artifact_uri=artifact_uri,
             sha256=manifest.artifact.sha256,
         )
-        self._write_with_retries({"verification": verification.to_api_dict()})
+        result = RestoreStatus(verification=verification, notes=bounded_notes(notes) or None)
+        self._write_with_retries(result.to_api_dict())
 
     def record_drill(self, report: DrillReport) -> None:
         """Record a drill's report, passed or failed (the controller decides the phase)."""

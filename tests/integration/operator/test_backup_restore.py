@@ -164,3 +164,24 @@ def test_a_started_restore_follows_its_job_when_its_backup_is_deleted(
 
     assert status["phase"] == "Completed", status
     assert status["resolvedBackup"] == "shop"
+
+
+def test_a_restore_that_cleans_up_after_an_interrupted_one_says_so_in_its_status(
+    cluster: Cluster, lifeboat_operator: OperatorControl, sqlite_shop: Any
+) -> None:
+    cluster.create("backups", "shop", sqlite_shop.spec())
+    assert cluster.wait_phase("backups", "shop", "Completed", "Failed")["phase"] == "Completed"
+    # What a restore killed while staging leaves next to its target (SIGKILL: no cleanup).
+    leftover = sqlite_shop.db_path.parent / f".{sqlite_shop.db_path.name}.lifeboat-restore-k1ll3d"
+    leftover.write_bytes(b"SQLite format 3\x00" + b"\x00" * 4096)
+
+    cluster.create("restores", "shop-restore", {"backupRef": {"name": "shop"}})
+    restored = cluster.wait_phase("restores", "shop-restore", "Completed", "Failed")
+
+    assert restored["phase"] == "Completed", restored
+    assert restored["verification"]["rowCountsMatched"] is True
+    [note] = restored["notes"]
+    assert note.startswith("removed the staged copy an interrupted restore left: ")
+    assert note.endswith(f"/{leftover.name}")
+    assert not leftover.exists()
+    assert [p.name for p in sqlite_shop.db_path.parent.iterdir()] == ["shop.db"]

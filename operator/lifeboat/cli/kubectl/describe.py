@@ -146,6 +146,7 @@ def _describe_operation(
         _describe_artifact(out, status)
     else:
         _describe_verification(out, status)
+        _describe_notes(out, status)
         _describe_plan(out, status)
 
 
@@ -251,6 +252,16 @@ def _describe_verification(out: _Lines, status: RestoreStatus) -> None:
         out.title("Mismatches", indent=2)
         for line in check.mismatches:
             out.text(f"- {line}", indent=4)
+
+
+def _describe_notes(out: _Lines, status: RestoreStatus) -> None:
+    """What the restore did besides loading the backup: leftovers of an interrupted restore it
+    removed, parked tables it kept, a database it created."""
+    if not status.notes:
+        return
+    out.title("Notes")
+    for note in status.notes:
+        out.text(f"- {note}")
 
 
 def _describe_plan(out: _Lines, status: RestoreStatus) -> None:
