@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,32 @@ def _target(request: pytest.FixtureRequest, engine: str) -> Target:
     return target
 
 
+def restarted_under(
+    worker: Worker,
+    ready: Callable[[Snapshot], bool],
+    target: Target,
+    bucket: OutageBucket,
+    link: int,
+    *,
+    crash: bool,
+) -> str:
+    """Restart the server once `ready` holds for the worker's progress (the S3 link slowed to
+    `link` bytes/s meanwhile); the worker's error line, checked to be a lost connection."""
+    bucket.server.throttle(link)
+    try:
+        worker.wait_for(ready)
+        target.restart(crash=crash)
+        code, _, err = worker.finish(timeout=60)
+    finally:
+        bucket.server.throttle(None)
+    line = last_line(err)
+    assert code == ExitCode.DATABASE, err
+    assert line.startswith("lifeboat: error: DatabaseUnreachable: "), line
+    assert "was lost" in line, line
+    assert "Traceback" not in err
+    return line
+
+
 @pytest.mark.faults
 @pytest.mark.parametrize("engine", ["postgres", "mariadb"])
 @pytest.mark.parametrize("how", ["clean", "crash"])
@@ -120,19 +146,9 @@ def test_a_server_restarted_mid_dump_fails_the_backup_cleanly_and_leaves_no_back
     env = {**db.env, **s3.env}
     url = s3.url("restarted/run")
 
-    outage_bucket.server.throttle(SLOW_LINK)
     worker = Worker("backup", db.url, url, "--compression", "none", env=env)
-    worker.wait_for(dumping)
-    target.restart(crash=how == "crash")
-    code, _, err = worker.finish(timeout=60)
-    outage_bucket.server.throttle(None)
-
-    line = last_line(err)
-    assert code == ExitCode.DATABASE, err
-    assert line.startswith("lifeboat: error: DatabaseUnreachable: "), line
-    assert "was lost" in line, line
+    line = restarted_under(worker, dumping, target, outage_bucket, SLOW_LINK, crash=how == "crash")
     assert "no backup was written" in line, line
-    assert "Traceback" not in err
     assert listed(s3.url("restarted"), s3.env) == []
     assert outage_bucket.object_keys() == [], "a failed backup left objects behind"
     assert outage_bucket.uploads() == [], "a failed backup left its upload open"
@@ -159,20 +175,10 @@ def test_a_server_restarted_mid_restore_fails_it_cleanly_and_the_target_is_uncha
     db.execute("CREATE TABLE late_table (id INT)")
     before = db.fingerprint()
 
-    outage_bucket.server.throttle(LINK)
     worker = Worker("restore", url, db.url, "--no-verify-first", env=env)
-    worker.wait_for(restoring)
-    target.restart(crash=how == "crash")
-    code, _, err = worker.finish(timeout=60)
-    outage_bucket.server.throttle(None)
-
-    line = last_line(err)
-    assert code == ExitCode.DATABASE, err
-    assert line.startswith("lifeboat: error: DatabaseUnreachable: "), line
-    assert "was lost" in line, line
+    line = restarted_under(worker, restoring, target, outage_bucket, LINK, crash=how == "crash")
     assert "the target" in line, line
     assert "a retry may succeed" in line, line
-    assert "Traceback" not in err
     assert db.fingerprint() == before, "the interrupted restore changed the target"
 
     if target.leftovers is None:
