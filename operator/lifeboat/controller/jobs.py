@@ -38,6 +38,7 @@ from lifeboat.controller.transitions import (
 )
 from lifeboat.kube.objects import (
     KubeError,
+    NotOurs,
     create_or_adopt_job,
     delete_job,
     list_job_pods,
@@ -304,6 +305,36 @@ def job_rejected(error: str) -> Verdict:
     )
 
 
+JOB_NAME_TAKEN = "JobNameTaken"
+
+
+def job_name_taken(job: Object) -> Verdict:
+    """The verdict when the Job name derived for this object (name + uid) belongs to a Job
+    another object, or nobody, controls: never adopted, never replaced."""
+    meta = job.get("metadata") or {}
+    owners = [
+        f"{ref.get('kind')} {ref.get('name')}"
+        for ref in meta.get("ownerReferences") or []
+        if ref.get("controller")
+    ]
+    holder = f"is controlled by {', '.join(owners)}" if owners else "has no controller"
+    return Verdict(
+        Phase.FAILED,
+        JOB_NAME_TAKEN,
+        f"a Job named {meta.get('name')} already exists in the namespace and {holder}: Lifeboat "
+        "neither adopts nor replaces a Job it did not create. Delete that Job (kubectl delete "
+        "job), then create a new object",
+    )
+
+
+def _controlled_by(job: Object, target: Target) -> bool:
+    uid = target.obj["metadata"].get("uid")
+    return any(
+        ref.get("controller") and ref.get("uid") == uid
+        for ref in (job.get("metadata") or {}).get("ownerReferences") or []
+    )
+
+
 def reconcile_job(
     api: client.ApiClient,
     target: Target,
@@ -331,9 +362,24 @@ def reconcile_job(
     schema does not) fails the object with JobRejected and Kubernetes' words, instead of being
     retried for ever."""
     job = read_job(api, target.namespace, job_name)
+    if job is not None and not _controlled_by(job, target):
+        taken = job_name_taken(job)
+        if before_finish is not None:
+            before_finish(taken)
+        write_verdict(api, target, taken)
+        return taken.phase
     if job is None and not target.status.get("jobName"):
         try:
             job, created = create_or_adopt_job(api, build_job())
+        except NotOurs as exc:
+            # Created between our read and our create by someone else: the same refusal.
+            existing = read_job(api, target.namespace, job_name) or {"metadata": {"name": job_name}}
+            taken = job_name_taken(existing)
+            log.warning("%s", exc)
+            if before_finish is not None:
+                before_finish(taken)
+            write_verdict(api, target, taken)
+            return taken.phase
         except KubeError as exc:
             if exc.status != 422:
                 raise

@@ -131,3 +131,38 @@ def test_a_waiting_restore_starts_as_soon_as_its_backup_completes(
     # Far sooner than the 60 s resync: the Backup's completion wakes the Restore.
     status = cluster.wait_phase("restores", "early", "Completed", "Failed", timeout=15)
     assert status["phase"] == "Completed", status
+
+
+def test_a_job_with_our_name_that_is_not_ours_is_never_adopted(
+    cluster: Cluster, lifeboat_operator: OperatorControl, sqlite_shop: SqliteShop
+) -> None:
+    """Someone else's Job already has the name Lifeboat derives for a Backup: the Backup fails
+    with JobNameTaken, naming it, and that Job is neither adopted, changed nor deleted."""
+    lifeboat_operator.stop()
+    created = cluster.create("backups", "squatted", sqlite_shop.spec())
+    job_name = child_name("squatted", created["metadata"]["uid"], "backup")
+    cluster.runner.hold_when(lambda namespace, name: name == job_name)
+    foreign = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name, "labels": {"team": "someone-else"}},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
+                }
+            }
+        },
+    }
+    cluster.batch.create_namespaced_job(cluster.namespace, foreign)
+    lifeboat_operator.start()
+
+    status = cluster.wait_phase("backups", "squatted", "Completed", "Failed")
+    assert (status["phase"], status["reason"]) == ("Failed", "JobNameTaken"), status
+    assert job_name in status["message"]
+    assert "has no controller" in status["message"]
+    job = cluster.batch.read_namespaced_job(job_name, cluster.namespace)
+    assert job.metadata.labels == {"team": "someone-else"}
+    assert not job.metadata.owner_references
+    assert cluster.runner.starts(job_name) == 0
