@@ -48,6 +48,7 @@ from lifeboat.controller.jobs import (
     open_unfinished,
     post_event,
     reconcile_job,
+    record_on_backup,
     refuse_disallowed_job,
     resource_lock,
     write_verdict,
@@ -342,27 +343,17 @@ def _record_on_backup(
     if not backup_name:
         return
     entry = drill_record(target, verdict, now_iso())
-    with resource_lock(BACKUP_PLURAL, target.namespace, backup_name):
-        backup = read_custom(api, BACKUP_PLURAL, target.namespace, backup_name)
-        if backup is None:
-            log.info(
-                "RestoreDrill %s/%s: Backup %s is gone; the drill cannot be recorded on it",
-                target.namespace,
-                target.name,
-                backup_name,
-            )
-            return
-        history = (backup.get("status") or {}).get("drills") or []
-        updated = record_drill(history, entry)
-        if updated != history:
-            patch_status(api, BACKUP_PLURAL, target.namespace, backup_name, {"drills": updated})
-            passed = verdict.phase is Phase.COMPLETED
-            post_event(
-                backup,
-                "Normal" if passed else "Warning",
-                DRILL_PASSED if passed else DRILL_FAILED,
-                f"{DRILL_KIND} {target.name}: {verdict.reason}: {verdict.message}",
-            )
+    backup = record_on_backup(
+        api, target, backup_name, "drills", lambda history: record_drill(history, entry)
+    )
+    if backup is not None:
+        passed = verdict.phase is Phase.COMPLETED
+        post_event(
+            backup,
+            "Normal" if passed else "Warning",
+            DRILL_PASSED if passed else DRILL_FAILED,
+            f"{DRILL_KIND} {target.name}: {verdict.reason}: {verdict.message}",
+        )
 
 
 def wake_drills_waiting_for(

@@ -18,7 +18,7 @@ import kopf
 from kubernetes import client
 from pydantic import BaseModel, ValidationError
 
-from lifeboat.api import JobOptions, Phase, describe_validation_error
+from lifeboat.api import BACKUP_PLURAL, JobOptions, Phase, describe_validation_error
 from lifeboat.contract import Object
 from lifeboat.controller import metrics
 from lifeboat.controller.config import OperatorConfig
@@ -193,6 +193,36 @@ def write_verdict(
 ) -> None:
     """Write a phase (without a Job: invalid spec, waiting) and post an Event if it changed."""
     write_status(api, target, verdict, view_job(None), job_name=job_name, extra=extra)
+
+
+def record_on_backup(
+    api: client.ApiClient,
+    target: Target,
+    backup_name: str,
+    field: str,
+    record: Callable[[list[Object]], list[Object]],
+) -> Object | None:
+    """Pass the Backup's `status.<field>` (a history of what used it: restores, drills) through
+    `record` and write it if it changed, under the Backup's lock so two writers never lose an
+    entry. The Backup when it changed; None when nothing changed or the Backup is gone."""
+    with resource_lock(BACKUP_PLURAL, target.namespace, backup_name):
+        backup = read_custom(api, BACKUP_PLURAL, target.namespace, backup_name)
+        if backup is None:
+            log.info(
+                "%s %s/%s: Backup %s is gone; status.%s cannot be kept there",
+                target.kind,
+                target.namespace,
+                target.name,
+                backup_name,
+                field,
+            )
+            return None
+        history = (backup.get("status") or {}).get(field) or []
+        updated = record(history)
+        if updated == history:
+            return None
+        patch_status(api, BACKUP_PLURAL, target.namespace, backup_name, {field: updated})
+        return backup
 
 
 def refuse_disallowed_job(

@@ -38,6 +38,7 @@ from lifeboat.controller.jobs import (
     open_unfinished,
     post_event,
     reconcile_job,
+    record_on_backup,
     refuse_disallowed_job,
     resource_lock,
     write_verdict,
@@ -210,20 +211,9 @@ def _record_in_history(
         "rowsVerified": verification.get("rowsVerified"),
     }
     entry = {key: value for key, value in entry.items() if value is not None}
-    with resource_lock(BACKUP_PLURAL, target.namespace, backup_name):
-        backup = read_custom(api, BACKUP_PLURAL, target.namespace, backup_name)
-        if backup is None:
-            log.info(
-                "Restore %s/%s: Backup %s is gone; its restore history cannot be kept",
-                target.namespace,
-                target.name,
-                backup_name,
-            )
-            return
-        history = (backup.get("status") or {}).get("restores") or []
-        updated = record_restore(history, entry)
-        if updated != history:
-            patch_status(api, BACKUP_PLURAL, target.namespace, backup_name, {"restores": updated})
+    record_on_backup(
+        api, target, backup_name, "restores", lambda history: record_restore(history, entry)
+    )
 
 
 def _job_already_created() -> Object:
