@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from benchmarks.servers import MariaDB, Postgres, S3Server
 
@@ -100,14 +101,22 @@ def _peer_upload(aws: str, s3: S3Server, key: str) -> list[str]:
     return [aws, "s3", "cp", "-", f"s3://{BUCKET}/{key}", "--endpoint-url", s3.endpoint, "--quiet"]
 
 
+class _Server(Protocol):
+    """What the Lifeboat tasks need of a database server (PostgreSQL, MariaDB)."""
+
+    def url(self, dbname: str) -> str: ...
+    def recreate(self, dbname: str) -> None: ...
+    def drop(self, dbname: str) -> None: ...
+
+
 def _lifeboat_tasks(
-    scenario: Scenario,
-    url: str,
-    env: dict[str, str],
-    restore_url: str,
-    recreate: Callable[[], None],
-    drop: Callable[[], None],
+    scenario: Scenario, server: _Server, env: dict[str, str], dump: list[str], restore_file: Path
 ) -> None:
+    """Lifeboat's backups (to a directory, to S3) and restore of `scenario.dbname`, and the
+    set-up writing the dump file the restore limit reads."""
+    url = server.url(scenario.dbname)
+    target = f"{scenario.dbname}_lifeboat_restore"
+    scenario.setup = lambda: _write_dump(dump, env, restore_file)
     tag = f"{scenario.engine}-{scenario.size_label}".replace(" ", "")
     directory = scenario.workdir / f"lifeboat-{tag}"
     scenario.tasks[LIFEBOAT_DIR] = Task(
@@ -141,14 +150,14 @@ def _lifeboat_tasks(
                     LIFEBOAT,
                     "restore",
                     f"s3://{BUCKET}/seed-{tag}/",
-                    restore_url,
+                    server.url(target),
                     "--progress",
                     "none",
                 ]
             ],
             {**env, **s3.env},
-            prepare=recreate,
-            cleanup=drop,
+            prepare=lambda: server.recreate(target),
+            cleanup=lambda: server.drop(target),
             sample_worker=True,
         )
 
@@ -220,17 +229,7 @@ def postgres_scenario(
         prepare=lambda: server.recreate(limit_target),
         cleanup=lambda: server.drop(limit_target),
     )
-    target = f"{dbname}_lifeboat_restore"
-    _lifeboat_tasks(
-        scenario,
-        server.url(dbname),
-        env,
-        server.url(target),
-        lambda: server.recreate(target),
-        lambda: server.drop(target),
-    )
-
-    scenario.setup = lambda: _write_dump(dump, env, restore_file)
+    _lifeboat_tasks(scenario, server, env, dump, restore_file)
     return scenario
 
 
@@ -278,17 +277,7 @@ def mariadb_scenario(
         prepare=lambda: server.recreate(limit_target),
         cleanup=lambda: server.drop(limit_target),
     )
-    target = f"{dbname}_lifeboat_restore"
-    _lifeboat_tasks(
-        scenario,
-        server.url(dbname),
-        env,
-        server.url(target),
-        lambda: server.recreate(target),
-        lambda: server.drop(target),
-    )
-
-    scenario.setup = lambda: _write_dump(dump, env, restore_file)
+    _lifeboat_tasks(scenario, server, env, dump, restore_file)
     return scenario
 
 
