@@ -43,6 +43,21 @@ LINK = 10 * MIB
 OUTAGE_SECONDS = 10.0
 
 
+def gives_up_with_s3_down(worker: Worker, outage_bucket: OutageBucket) -> str:
+    """Stop S3 for good under a worker started with `--storage-timeout 4`: it must fail with
+    StorageUnreachable within the timeout plus one attempt (2 s) plus slack; its error line."""
+    outage_bucket.server.stop()
+    stopped = time.monotonic()
+    code, _, err = worker.finish(timeout=60)
+    took = time.monotonic() - stopped
+    assert code == ExitCode.STORAGE, err
+    line = last_line(err)
+    assert line.startswith("lifeboat: error: StorageUnreachable: "), line
+    assert "storage timeout of 4 s" in line
+    assert took < 4 + 2 + 4, f"the worker took {took:.1f} s to give up"
+    return line
+
+
 def uploading(snapshot: Snapshot) -> bool:
     return bool(snapshot["stage"] == "dumping" and snapshot["bytes_done"] > PAST_TWO_PARTS)
 
@@ -322,18 +337,8 @@ def test_a_backup_fails_with_storage_unreachable_within_its_timeout_when_s3_stay
         env={**db.env, **s3.env},
     )
     worker.wait_for(uploading)
-    outage_bucket.server.stop()
-    stopped = time.monotonic()
-
-    code, _, err = worker.finish(timeout=60)
-    took = time.monotonic() - stopped
-
-    assert code == ExitCode.STORAGE, err
-    line = last_line(err)
-    assert line.startswith("lifeboat: error: StorageUnreachable: "), line
-    assert "storage timeout of 4 s" in line
+    line = gives_up_with_s3_down(worker, outage_bucket)
     assert "--storage-timeout" in line
-    assert took < 4 + 2 + 4, f"the worker took {took:.1f} s to give up"
     outage_bucket.server.start()
     assert outage_bucket.object_keys() == []
 
@@ -386,14 +391,5 @@ def test_a_restore_fails_within_its_timeout_when_s3_stays_down_and_the_target_is
     outage_bucket.server.throttle(LINK)
     worker = Worker("restore", url, db.url, "--no-verify-first", "--storage-timeout", "4", env=env)
     worker.wait_for(restoring)
-    outage_bucket.server.stop()
-    stopped = time.monotonic()
-    code, _, err = worker.finish(timeout=60)
-    took = time.monotonic() - stopped
-
-    assert code == ExitCode.STORAGE, err
-    line = last_line(err)
-    assert line.startswith("lifeboat: error: StorageUnreachable: "), line
-    assert "storage timeout of 4 s" in line
-    assert took < 4 + 2 + 4, f"the worker took {took:.1f} s to give up"
+    gives_up_with_s3_down(worker, outage_bucket)
     assert db.fingerprint() == before
