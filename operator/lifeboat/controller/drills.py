@@ -13,7 +13,6 @@ or the next drill of the same database, which drop it first.
 from __future__ import annotations
 
 import logging
-from typing import Final
 
 from kubernetes import client
 from pydantic import ValidationError
@@ -30,7 +29,7 @@ from lifeboat.api import (
     describe_validation_error,
 )
 from lifeboat.api.drill import DRILL_HISTORY_LIMIT
-from lifeboat.builders.backups import SCHEDULE_LABEL, rfc3339, schedule_label_value
+from lifeboat.builders.backups import SCHEDULE_LABEL, rfc3339
 from lifeboat.builders.drills import (
     build_drill_job,
     drill_job_name,
@@ -54,14 +53,12 @@ from lifeboat.controller.jobs import (
     write_verdict,
 )
 from lifeboat.controller.metrics import database_identity
-from lifeboat.controller.schedule_decisions import newest_completed, view_backup
+from lifeboat.controller.schedule_refs import WAITING_FOR_BACKUP, resolve_schedule_ref
 from lifeboat.controller.storage import STORE_NOT_FOUND, age_seconds, backup_location
 from lifeboat.controller.transitions import TERMINAL_PHASES, Verdict
-from lifeboat.kube.objects import list_custom, patch_status, read_custom
+from lifeboat.kube.objects import list_custom, read_custom
 
 log = logging.getLogger(__name__)
-
-WAITING_FOR_BACKUP: Final = "WaitingForBackup"
 
 
 def has_report(status: Object) -> bool:
@@ -197,7 +194,14 @@ def _resolve_backup(
     it cannot be known yet, or never."""
     spec = drill.spec
     if spec.schedule_ref is not None:
-        backup_name = _resolve_schedule_ref(api, target, spec.schedule_ref.name, config)
+        backup_name = resolve_schedule_ref(
+            api,
+            target,
+            spec.schedule_ref.name,
+            config,
+            doing="drilling",
+            remedy=f"); back up first, then create a new {DRILL_KIND}",
+        )
         if backup_name is None:
             return None
     else:
@@ -259,48 +263,6 @@ def _resolve_backup(
         )
         return None
     return backup, storage
-
-
-def _resolve_schedule_ref(
-    api: client.ApiClient, target: Target, schedule_name: str, config: OperatorConfig
-) -> str | None:
-    """The schedule's newest Completed Backup, chosen once (status.resolvedBackup)."""
-    recorded = target.status.get("resolvedBackup")
-    if recorded:
-        return str(recorded)
-    label = schedule_label_value(schedule_name)
-    listed = list_custom(
-        api, BACKUP_PLURAL, target.namespace, label_selector=f"{SCHEDULE_LABEL}={label}"
-    )
-    newest = newest_completed(view_backup(obj, schedule_uid="") for obj in listed)
-    if newest is None:
-        wait = config.backup_wait_seconds
-        if age_seconds(target.obj) < wait:
-            verdict = Verdict(
-                Phase.PENDING,
-                WAITING_FOR_BACKUP,
-                f"BackupSchedule {schedule_name} has no Completed Backup yet; waiting up to "
-                f"{wait:g}s for one",
-            )
-        else:
-            verdict = Verdict(
-                Phase.FAILED,
-                "BackupNotFound",
-                f"BackupSchedule {schedule_name} has no Completed Backup in namespace "
-                f"{target.namespace} (waited {wait:g}s); back up first, then create a new "
-                f"{DRILL_KIND}",
-            )
-        write_verdict(api, target, verdict)
-        return None
-    patch_status(api, DRILL_PLURAL, target.namespace, target.name, {"resolvedBackup": newest.name})
-    post_event(
-        target.obj,
-        "Normal",
-        "BackupResolved",
-        f"drilling Backup {newest.name}, the newest Completed Backup of BackupSchedule "
-        f"{schedule_name}",
-    )
-    return newest.name
 
 
 # -- the Backup's record ----------------------------------------------------------------------

@@ -36,7 +36,6 @@ from lifeboat.controller.jobs import (
     Target,
     now_iso,
     open_unfinished,
-    post_event,
     reconcile_job,
     record_on_backup,
     refuse_disallowed_job,
@@ -48,7 +47,7 @@ from lifeboat.controller.restore_history import (
     repeat_refusal,
     restore_again_value,
 )
-from lifeboat.controller.schedule_decisions import newest_completed, view_backup
+from lifeboat.controller.schedule_refs import resolve_schedule_ref
 from lifeboat.controller.storage import (
     SOURCE_STORE_FIELD,
     STORE_NOT_FOUND,
@@ -57,7 +56,7 @@ from lifeboat.controller.storage import (
     resolve_storage,
 )
 from lifeboat.controller.transitions import TERMINAL_PHASES, Verdict
-from lifeboat.kube.objects import list_custom, patch_status, read_custom
+from lifeboat.kube.objects import list_custom, read_custom
 
 log = logging.getLogger(__name__)
 
@@ -239,55 +238,6 @@ def _restore_facts(database: DatabaseSpec, backup_name: str | None) -> Object:
     return facts
 
 
-def _resolve_schedule_ref(
-    api: client.ApiClient, target: Target, schedule_name: str, config: OperatorConfig
-) -> str | None:
-    """spec.scheduleRef: the schedule's newest Completed Backup (by slot), chosen once and
-    recorded in status.resolvedBackup before anything else happens, then never chosen again
-    (not after a restart, a resync, or a newer Backup completing). None, with status written,
-    while the schedule has no Completed Backup (waiting up to backup_wait_seconds)."""
-    recorded = target.status.get("resolvedBackup")
-    if recorded:
-        return str(recorded)
-    label = schedule_label_value(schedule_name)
-    listed = list_custom(
-        api, BACKUP_PLURAL, target.namespace, label_selector=f"{SCHEDULE_LABEL}={label}"
-    )
-    newest = newest_completed(view_backup(obj, schedule_uid="") for obj in listed)
-    if newest is None:
-        wait = config.backup_wait_seconds
-        if age_seconds(target.obj) < wait:
-            verdict = Verdict(
-                Phase.PENDING,
-                "WaitingForBackup",
-                f"BackupSchedule {schedule_name} has no Completed Backup yet; waiting up to "
-                f"{wait:g}s for one",
-            )
-        else:
-            verdict = Verdict(
-                Phase.FAILED,
-                "BackupNotFound",
-                f"BackupSchedule {schedule_name} has no Completed Backup in namespace "
-                f"{target.namespace} (waited {wait:g}s; kubectl get backups -l "
-                f"{SCHEDULE_LABEL}={label} lists its Backups): back up first (annotate the "
-                f"schedule with {TRIGGER_ANNOTATION}=<any new value>), or name a Backup in "
-                "spec.backupRef; then create a new Restore",
-            )
-        write_verdict(api, target, verdict)
-        return None
-    patch_status(
-        api, RESTORE_PLURAL, target.namespace, target.name, {"resolvedBackup": newest.name}
-    )
-    post_event(
-        target.obj,
-        "Normal",
-        "BackupResolved",
-        f"restoring Backup {newest.name}, the newest Completed Backup of BackupSchedule "
-        f"{schedule_name}",
-    )
-    return newest.name
-
-
 def wake_restores_waiting_for_schedule(
     api: client.ApiClient, namespace: str, schedule_label: str, config: OperatorConfig
 ) -> None:
@@ -325,7 +275,19 @@ def _resolve_source(
             None,
         )
     if spec.schedule_ref is not None:
-        resolved = _resolve_schedule_ref(api, target, spec.schedule_ref.name, config)
+        resolved = resolve_schedule_ref(
+            api,
+            target,
+            spec.schedule_ref.name,
+            config,
+            doing="restoring",
+            remedy=(
+                f"; kubectl get backups -l {SCHEDULE_LABEL}="
+                f"{schedule_label_value(spec.schedule_ref.name)} lists its Backups): back up "
+                f"first (annotate the schedule with {TRIGGER_ANNOTATION}=<any new value>), or "
+                "name a Backup in spec.backupRef; then create a new Restore"
+            ),
+        )
         if resolved is None:
             return None
         backup_name = resolved
